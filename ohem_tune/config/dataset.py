@@ -1,0 +1,68 @@
+"""Dataset section: which dataset, where, which splits, proposals, and input transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ohem_tune.config.base import Section
+
+
+class SyntheticConfig(Section):
+    """The built-in procedurally generated dataset (written to disk in VOC + COCO layout)."""
+
+    preset: Literal["tiny", "small", "paper"] = "small"
+    seed: int = Field(0, ge=0)
+    num_train: int | None = Field(None, ge=1, description="override the preset's train images")
+    num_test: int | None = Field(None, ge=1, description="override the preset's test images")
+    image_size: int | None = Field(None, ge=32, le=2048, description="override the preset's size")
+    cache_dir: Path = Path(".ohem_cache/datasets")
+
+
+class ProposalConfig(Section):
+    """Where RoI proposals come from: a file per split, or a generator."""
+
+    train_file: Path | None = None
+    test_file: Path | None = None
+    generator: Literal["synthetic", "selective_search", "none"] = "synthetic"
+    max_per_image: int = Field(2000, ge=1)
+    min_size: float = Field(1.0, ge=0, description="drop proposals smaller than this (pixels)")
+
+
+class DatasetConfig(Section):
+    """Dataset format, root, splits and proposals."""
+
+    format: Literal["synthetic", "voc", "coco"] = "synthetic"
+    root: Path | None = None
+    train_split: str = "trainval"
+    test_split: str = "test"
+    coco_train_json: Path | None = None
+    coco_test_json: Path | None = None
+    use_difficult: bool = False
+    synthetic: SyntheticConfig = SyntheticConfig()
+    proposals: ProposalConfig = ProposalConfig()
+    num_workers: int = Field(2, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DatasetConfig:
+        if self.format in ("voc", "coco") and self.root is None:
+            raise ValueError(f"format '{self.format}' needs dataset.root (the dataset directory)")
+        return self
+
+
+class InputConfig(Section):
+    """Training-time image transforms (Fast R-CNN: shorter side 600, max 1000, flips)."""
+
+    scales: list[int] = Field(default_factory=lambda: [600], min_length=1)
+    max_size: int = Field(1000, ge=32)
+    flip: bool = True
+    pixel_mean: tuple[float, float, float] = (122.77, 115.95, 102.98)  # RGB order
+
+    @model_validator(mode="after")
+    def _scales_positive(self) -> InputConfig:
+        bad = [s for s in self.scales if s < 16]
+        if bad:
+            raise ValueError(f"scales must be >= 16 pixels, got {bad}")
+        return self

@@ -1,0 +1,30 @@
+"""Sampler section: which RoIs of a minibatch get gradient (heuristic, OHEM, all RoIs, ...)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ohem_tune.config.base import Section
+
+
+class SamplerConfig(Section):
+    """RoI sampler choice and its knobs; `name` is a key of the sampler registry."""
+
+    name: str = "heuristic"
+    rois_per_batch: int = Field(128, ge=1, description="B: RoIs per SGD minibatch (all images)")
+    fg_fraction: float = Field(0.25, gt=0.0, le=1.0)
+    fg_thresh: float = Field(0.5, gt=0.0, le=1.0)
+    bg_hi: float = Field(0.5, gt=0.0, le=1.0)
+    bg_lo: float = Field(0.1, ge=0.0, lt=1.0)
+    nms_thresh: float = Field(0.7, gt=0.0, le=1.0, description="OHEM de-duplication NMS IoU")
+    mining: Literal["per_image", "per_batch"] = "per_image"
+    ranking_dropout: bool = Field(True, description="keep dropout in train mode when ranking")
+    ranking_loss: Literal["cls_bbox", "cls"] = "cls_bbox"
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SamplerConfig:
+        if self.bg_lo >= self.bg_hi:
+            raise ValueError(f"bg_lo ({self.bg_lo}) must be below bg_hi ({self.bg_hi})")
+        return self

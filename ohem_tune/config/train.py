@@ -1,0 +1,22 @@
+"""Train section: iteration budget, periods, seed, device."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ohem_tune.config.base import Section
+
+
+class TrainConfig(Section):
+    """Iteration-based schedule, logging/eval/checkpoint periods, seed, device and threads."""
+
+    max_iter: int = Field(40000, ge=1)
+    log_period: int = Field(20, ge=1)
+    eval_period: int = Field(0, ge=0, description="evaluate every E iterations (0: only at end)")
+    checkpoint_period: int = Field(5000, ge=0, description="0: only at the end")
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = Field(None, ge=1, description="torch threads (None: CPUs given)")
+    deterministic: bool = True

@@ -1,0 +1,57 @@
+"""Names shared by the trainer, the MLflow layer and the report (pure constants, no imports).
+
+Metric keys use '/' groups: train/* every log period, eval/* at each evaluation, final/* once.
+"""
+
+# train/* (logged every train.log_period iterations, averaged over the period)
+LOSS = "train/loss"
+LOSS_CLS = "train/loss_cls"
+LOSS_BBOX = "train/loss_bbox"
+LOSS_PER_ROI_ALL = "train/loss_per_roi_all"  # the paper's "mean loss per RoI" over ALL RoIs
+LR = "train/lr"
+SEC_PER_ITER = "train/sec_per_iter"
+DATA_TIME = "train/data_time"
+COMPUTE_TIME = "train/compute_time"
+PEAK_MEM_GB = "train/peak_mem_gb"
+FG_FRACTION = "train/fg_fraction"
+SELECTED_LOSS = "train/selected_loss_mean"  # mean ranking loss of the selected RoIs
+ALL_LOSS = "train/all_loss_mean"  # mean ranking loss of all RoIs (samplers that score all)
+NUM_SELECTED = "train/num_selected"
+
+# eval/* (each evaluation)
+MAP = "eval/mAP"  # VOC07 11-point (or COCO AP when test.metric == coco)
+MAP_AREA = "eval/mAP_area"  # VOC2010+ all-points AP
+AP_PREFIX = "eval/AP/"  # + class name
+COCO_PREFIX = "eval/coco/"  # + AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+
+# final/* (once per run)
+FINAL_MAP = "final/mAP"
+FINAL_MAP_AREA = "final/mAP_area"
+FINAL_AP_PREFIX = "final/AP/"
+FINAL_COCO_PREFIX = "final/coco/"
+FINAL_SEC_PER_ITER = "final/sec_per_iter"
+FINAL_PEAK_MEM_GB = "final/peak_mem_gb"
+FINAL_TRAIN_SECONDS = "final/train_seconds"
+FINAL_LOSS_PER_ROI_ALL = "final/loss_per_roi_all"
+
+# MLflow tags on each trial run
+TAG_ROLE = "ohem_tune.role"  # "trial" or "parent"
+TAG_SPEC = "ohem_tune.spec"
+TAG_SPEC_HASH = "ohem_tune.spec_hash"
+TAG_VARIANT = "ohem_tune.variant"
+TAG_SEED = "ohem_tune.seed"
+TAG_PROFILE = "ohem_tune.profile"
+TAG_TRIAL_ID = "ohem_tune.trial_id"  # config hash + seed
+TAG_CONFIG_HASH = "ohem_tune.config_hash"
+TAG_BASELINE = "ohem_tune.baseline"  # "true" on the spec's baseline variant
+TAG_PAPER_MAP = "ohem_tune.paper_map"  # the paper's reported number for this row, if any
+TAG_MODEL_LABEL = "ohem_tune.model_label"  # the paper's trunk name for the row (VGGM, VGG16)
+TAG_STATUS = "ohem_tune.status"  # FINISHED | FAILED | PRUNED
+TAG_ERROR = "ohem_tune.error"
+TAG_DEVICE = "ohem_tune.device"  # e.g. "cpu" or "NVIDIA H100 80GB HBM3"
+TAG_GIT_SHA = "ohem_tune.git_sha"
+TAG_VERSION = "ohem_tune.version"
+TAG_HOST = "ohem_tune.host"
+TAG_INVOCATION = "ohem_tune.invocation"  # the parent run's id-independent invocation name
+TAG_LABEL = "ohem_tune.label"  # the row's "Experiment" label in the paper's table (e.g. "OHEM")
+TAG_VARIANT_ORDER = "ohem_tune.variant_order"  # the variant's position in the spec (0-based)
