@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-
 from ohem_tune.errors import ConfigError  # noqa: E402  (re-exported)
 
 

@@ -123,7 +123,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 

@@ -1,4 +1,4 @@
-"""The trainer's callback interface: how Ray Tune and MLflow observe training without being imported."""
+"""The trainer's callback interface: Ray Tune and MLflow observe training through it."""
 
 from __future__ import annotations
 
