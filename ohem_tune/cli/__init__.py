@@ -5,6 +5,7 @@ Heavy imports (torch, ray, mlflow) happen inside the commands so `--help` stays 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -46,6 +47,9 @@ app.command("report")(report.report)
 
 def main() -> None:
     """Console entry point: user errors print one red line and exit 2, never a traceback."""
+    # Closed network: Ray and MLflow phone home by default.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         app(standalone_mode=False)
     except UserError as exc:

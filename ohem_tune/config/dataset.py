@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ohem_tune.config.base import Section
+from ohem_tune.config.errors import FieldError
 
 
 class SyntheticConfig(Section):
@@ -48,7 +49,9 @@ class DatasetConfig(Section):
     @model_validator(mode="after")
     def _root_needed(self) -> DatasetConfig:
         if self.format in ("voc", "coco") and self.root is None:
-            raise ValueError(f"format '{self.format}' needs dataset.root (the dataset directory)")
+            raise FieldError(
+                "root", None, f"format '{self.format}' needs dataset.root (the dataset directory)"
+            )
         return self
 
 
@@ -64,5 +67,5 @@ class InputConfig(Section):
     def _scales_positive(self) -> InputConfig:
         bad = [s for s in self.scales if s < 16]
         if bad:
-            raise ValueError(f"scales must be >= 16 pixels, got {bad}")
+            raise FieldError("scales", self.scales, f"every scale must be >= 16 pixels, got {bad}")
         return self

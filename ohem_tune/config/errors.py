@@ -8,7 +8,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ohem_tune.errors import ConfigError  # noqa: E402  (re-exported)
+from ohem_tune.errors import ConfigError  # re-exported
+
+
+class FieldError(ValueError):
+    """Raised by cross-field validators to blame one field of the section being validated."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        super().__init__(message)
+        self.field, self.value, self.message = field, value, message
 
 
 def format_validation_error(
@@ -30,6 +38,10 @@ def format_validation_error(
             hint = f" (did you mean '{close[0]}'?)"
         allowed_txt = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         return ConfigError(f"{where}{field}: unknown key{hint}{allowed_txt}")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):
+        field = ".".join([*(str(p) for p in loc), cause.field])
+        return ConfigError(f"{where}{field}: bad value {cause.value!r}: {cause.message}")
     msg = first["msg"].removeprefix("Value error, ")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     return ConfigError(f"{where}{field}: bad value {shown}: {msg}")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ohem_tune.config.base import Section
+from ohem_tune.config.errors import FieldError
 
 
 class SamplerConfig(Section):
@@ -26,5 +27,5 @@ class SamplerConfig(Section):
     @model_validator(mode="after")
     def _ranges(self) -> SamplerConfig:
         if self.bg_lo >= self.bg_hi:
-            raise ValueError(f"bg_lo ({self.bg_lo}) must be below bg_hi ({self.bg_hi})")
+            raise FieldError("bg_lo", self.bg_lo, f"must be below sampler.bg_hi ({self.bg_hi})")
         return self
