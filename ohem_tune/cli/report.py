@@ -1,11 +1,69 @@
-"""`ohem-tune report` (placeholder until implemented)."""
+"""`ohem-tune report`: build the paper's tables and figures from the runs MLflow holds."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
+from ohem_tune.cli.common import console, console_err
 
-def report() -> None:
-    """Not implemented yet."""
-    typer.echo("not implemented yet")
-    raise typer.Exit(1)
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else sqlite:///<cwd>/mlflow.db (as `ohem-tune run`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def report(
+    source: str = typer.Argument(
+        ..., metavar="SPEC_OR_EXPERIMENT", help="Search spec YAML, or an MLflow experiment name."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db].",
+    ),
+    out: Path = typer.Option(
+        Path("reports"), "--out", help="Reports folder; writes OUT/<experiment>/."
+    ),
+    formats: str = typer.Option(
+        "md,tex,png,parquet", "--format", help="Comma-separated subset of md, tex, png, parquet."
+    ),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="Read this MLflow experiment instead of the spec's name."
+    ),
+) -> None:
+    """Build the paper's tables (Markdown, LaTeX), figures (PNG) and run table (Parquet)."""
+    import logging
+    import shlex
+
+    from ohem_tune.report import build_report, parse_formats
+
+    parse_formats(formats)  # fail on a bad --format before touching MLflow
+    logging.getLogger("ohem_tune.report").setLevel(logging.ERROR)  # warnings are printed below
+    uri = tracking_uri or default_tracking_uri()
+    command = ["ohem-tune", "report", source]
+    for flag, value, default in (
+        ("--tracking-uri", tracking_uri, None),
+        ("--out", str(out), "reports"),
+        ("--format", formats, "md,tex,png,parquet"),
+        ("--experiment", experiment, None),
+    ):
+        if value is not None and value != default:
+            command += [flag, value]
+    result = build_report(
+        source, uri, out=out, formats=formats, experiment=experiment, command=shlex.join(command)
+    )
+    for message in result.warnings:
+        console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    runs = result.runs
+    finished = int((runs["status"] == "FINISHED").sum()) if runs is not None else 0
+    console.print(
+        f"report [bold]{result.experiment}[/]: {len(runs) if runs is not None else 0} runs "
+        f"({finished} finished), {len(result.tables)} tables, {len(result.files)} files in "
+        f"{result.out_dir} ({result.seconds:.1f} s)",
+        highlight=False,
+    )
+    for path in result.files:
+        console.print(f"  {path}", highlight=False)

@@ -27,7 +27,14 @@ class ProposalConfig(Section):
 
     train_file: Path | None = None
     test_file: Path | None = None
-    generator: Literal["synthetic", "selective_search", "none"] = "synthetic"
+    generator: Literal["synthetic", "selective_search", "none"] = Field(
+        "synthetic",
+        description="without a file: the synthetic set's own proposals, selective search "
+        "(needs opencv-contrib-python-headless; cached), or none (ground truth only)",
+    )
+    cache_dir: Path = Field(
+        Path(".ohem_cache/proposals"), description="where generated proposals are cached"
+    )
     max_per_image: int = Field(2000, ge=1)
     min_size: float = Field(1.0, ge=0, description="drop proposals smaller than this (pixels)")
 
@@ -41,6 +48,15 @@ class DatasetConfig(Section):
     test_split: str = "test"
     coco_train_json: Path | None = None
     coco_test_json: Path | None = None
+    coco_train_images: Path | None = Field(
+        None, description="COCO train image dir (relative to root); default: root"
+    )
+    coco_test_images: Path | None = Field(
+        None, description="COCO test image dir (relative to root); default: root"
+    )
+    class_names: list[str] | None = Field(
+        None, description="VOC class list; default: root/classes.json, else VOC's 20 classes"
+    )
     use_difficult: bool = False
     synthetic: SyntheticConfig = SyntheticConfig()
     proposals: ProposalConfig = ProposalConfig()

@@ -22,7 +22,8 @@ class ModelConfig(Section):
     )
     roi_op: Literal["roi_pool", "roi_align"] = "roi_pool"
     pooled_size: int = Field(7, ge=1, le=14)
-    fc_dim: int = Field(4096, ge=16)
+    fc_dim: int = Field(4096, ge=16, description="fc6 width (and fc7's unless fc7_dim is set)")
+    fc7_dim: int | None = Field(None, ge=16, description="fc7 width (VGG_CNN_M_1024: 1024)")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     bbox_reg_stds: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     normalize_targets: bool = True

@@ -23,6 +23,12 @@ class SamplerConfig(Section):
     mining: Literal["per_image", "per_batch"] = "per_image"
     ranking_dropout: bool = Field(True, description="keep dropout in train mode when ranking")
     ranking_loss: Literal["cls_bbox", "cls"] = "cls_bbox"
+    pool_strategy: Literal["auto", "repool", "reuse"] = Field(
+        "auto",
+        description="trainable pooling of the selected RoIs: 'repool' pools them again with grad "
+        "after the no-grad ranking pass; 'reuse' pools all RoIs once with grad and indexes the "
+        "selected; 'auto' picks per device (see docs/training.md)",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> SamplerConfig:

@@ -22,6 +22,9 @@ class TestConfig(Section):
     iterative_bbox: bool = False
     bbox_iters: int = Field(2, ge=1, le=10)
     vote_iou: float = Field(0.5, gt=0.0, le=1.0)
+    canonical_roi_size: int = Field(
+        224, ge=8, description="multi-scale test: pool each RoI where its scaled side is ~this"
+    )
     metric: Literal["voc07", "voc10", "coco"] = "voc07"
     max_images: int | None = Field(None, ge=1, description="evaluate on the first K test images")
     batch_images: int = Field(4, ge=1)

@@ -20,3 +20,5 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch threads (None: CPUs given)")
     deterministic: bool = True
+    final_eval: bool = Field(True, description="evaluate on the test split when training ends")
+    keep_checkpoints: int = Field(2, ge=0, description="newest checkpoint files kept (0: all)")

@@ -27,6 +27,16 @@ class ImageRecord:
     difficult: np.ndarray  # (G,) bool
     proposals: np.ndarray  # (P, 4) float32, validated: finite, inside the image, non-degenerate
     flipped: bool = False
+    iscrowd: np.ndarray | None = None  # (G,) bool, COCO crowd regions (never training GT)
+
+    def training_gt_mask(self, use_difficult: bool = False) -> np.ndarray:
+        """(G,) bool: objects used as training GT (never crowd; difficult only if asked)."""
+        keep = np.ones(len(self.boxes), dtype=bool)
+        if not use_difficult:
+            keep &= ~self.difficult.astype(bool)
+        if self.iscrowd is not None:
+            keep &= ~self.iscrowd.astype(bool)
+        return keep
 
 
 @dataclass
@@ -59,6 +69,18 @@ class Minibatch:
     gt_boxes: list[torch.Tensor]  # per image (G_i, 4) float32 (difficult excluded for training)
     gt_labels: list[torch.Tensor]  # per image (G_i,) int64 in 1..K
     record_indices: list[int]  # index into the dataset's records
+
+    def pin_memory(self) -> Minibatch:
+        """The same batch in pinned host memory (DataLoader calls this when pin_memory=True)."""
+        return Minibatch(
+            images=self.images.pin_memory(),
+            image_sizes=self.image_sizes,
+            scales=self.scales,
+            rois=[r.pin_memory() for r in self.rois],
+            gt_boxes=[b.pin_memory() for b in self.gt_boxes],
+            gt_labels=[lab.pin_memory() for lab in self.gt_labels],
+            record_indices=self.record_indices,
+        )
 
     def to(self, device: torch.device | str) -> Minibatch:
         """The same batch on device (non_blocking where pinned)."""

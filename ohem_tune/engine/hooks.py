@@ -12,6 +12,9 @@ class Hook:
     def on_train_start(self, trainer: Any) -> None:
         """Called once, after building (and resuming), before the first iteration."""
 
+    def on_step(self, iteration: int, stats: dict[str, float]) -> None:
+        """After every iteration (e.g. a progress bar): that iteration's train/* values."""
+
     def on_log(self, iteration: int, metrics: dict[str, float]) -> None:
         """Every train.log_period iterations: train/* metrics averaged over the period."""
 

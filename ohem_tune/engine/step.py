@@ -1,0 +1,113 @@
+"""One minibatch through Fast R-CNN: trunk, GT matching, RoI sampling, head, losses.
+
+`pool_strategy` decides how the selected RoIs get their trainable pooled features:
+  repool  no-grad ranking pass over all RoIs (pooling included), then pool the selected again
+          with grad. Extra work: pooling the selected RoIs twice (cheap; B << R).
+  reuse   pool all RoIs once with grad, rank from a detached view, index the selected.
+          Extra work: RoI-pooling backward over all RoIs, and all pooled features kept alive.
+  naive   (benchmark baseline) full autograd forward of pool + head over all RoIs, loss masked
+          to the selected RoIs; what OHEM costs without a read-only pass.
+Samplers that do not rank by loss always pool only the RoIs they select.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from ohem_tune.data.records import Minibatch
+from ohem_tune.modeling.fast_rcnn import FastRCNN
+from ohem_tune.modeling.losses import fast_rcnn_loss, per_roi_losses
+from ohem_tune.modeling.matching import RoITargets, match_minibatch
+from ohem_tune.samplers.base import RankingPass, RoISampler
+from ohem_tune.tracking_keys import ALL_LOSS, LOSS_PER_ROI_ALL, SELECTED_LOSS
+
+PoolStrategy = Literal["repool", "reuse", "naive"]
+
+
+def resolve_pool_strategy(name: str, device: torch.device) -> PoolStrategy:
+    """'auto' -> the strategy measured fastest for the device (benchmarks/ohem_overhead.py)."""
+    if name != "auto":
+        return name  # type: ignore[return-value]
+    # repool won on CPU (roi_align/roi_pool backward over all RoIs is slow there) and keeps
+    # peak memory lowest on every device, since no grad-tracked pooled tensor of all RoIs exists.
+    return "repool"
+
+
+@dataclass
+class StepOutput:
+    """Losses of one minibatch (loss carries the graph) and what the sampler reported."""
+
+    loss: torch.Tensor
+    loss_cls: torch.Tensor  # detached
+    loss_bbox: torch.Tensor  # detached
+    indices: torch.Tensor
+    targets: RoITargets
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class _Precomputed:
+    """Per-RoI losses already at hand (the naive strategy's grad-tracked forward, detached)."""
+
+    def __init__(self, losses: tuple[torch.Tensor, torch.Tensor]):
+        self._losses = losses
+        self.computed = True
+
+    def losses(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._losses
+
+
+def forward_minibatch(
+    model: FastRCNN,
+    batch: Minibatch,
+    sampler: RoISampler,
+    fg_thresh: float,
+    pool_strategy: PoolStrategy = "repool",
+    ranking_dropout: bool = True,
+    score_all: bool = False,
+    chunk_size: int = 1024,
+) -> StepOutput:
+    """Forward one minibatch; `score_all` also computes the mean loss over all RoIs (metric)."""
+    features = model.features(batch.images)
+    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
+    fg = (targets.labels > 0)[:, None].to(targets.targets.dtype)
+    norm_targets = model.normalize_targets(targets.targets, targets.labels) * fg
+
+    ranks = sampler.ranks_by_loss
+    all_logits = all_deltas = pooled_all = None
+    if ranks and pool_strategy == "naive":
+        all_logits, all_deltas = model.head(model.pool(features, targets.rois))
+        with torch.no_grad():
+            lc, lb = per_roi_losses(all_logits, all_deltas, targets.labels, norm_targets)
+        ranking = _Precomputed((lc, lb))
+    else:
+        if ranks and pool_strategy == "reuse":
+            pooled_all = model.pool(features, targets.rois)
+        ranking = RankingPass(
+            model, features, targets, norm_targets, ranking_dropout, pooled_all, chunk_size
+        )
+
+    chosen = sampler.select(targets, ranking)
+    idx = chosen.indices
+    labels, tgt = targets.labels[idx], norm_targets[idx]
+    if all_logits is not None:
+        cls_logits, deltas = all_logits[idx], all_deltas[idx]
+    elif pooled_all is not None:
+        cls_logits, deltas = model.head(pooled_all[idx])
+    else:
+        cls_logits, deltas = model.head(model.pool(features, targets.rois[idx]))
+    loss_cls, loss_bbox, per_roi = fast_rcnn_loss(cls_logits, deltas, labels, tgt)
+
+    stats = dict(chosen.stats)
+    stats[SELECTED_LOSS] = float(per_roi.mean()) if per_roi.numel() else 0.0
+    if score_all or getattr(ranking, "computed", False):
+        lc, lb = ranking.losses()
+        total = lc + lb
+        rank_loss = lc if sampler.cfg.ranking_loss == "cls" else total
+        stats[LOSS_PER_ROI_ALL] = float(total.mean()) if total.numel() else 0.0
+        stats[ALL_LOSS] = float(rank_loss.mean()) if total.numel() else 0.0
+    return StepOutput(
+        loss_cls + loss_bbox, loss_cls.detach(), loss_bbox.detach(), idx, targets, stats
+    )

@@ -1,0 +1,368 @@
+"""Trainer: the iteration loop of Fast R-CNN with a pluggable RoI sampler.
+
+Builds data, model, sampler and solver from a Config; logs train/* metrics every
+`train.log_period` iterations (hooks + metrics.parquet), evaluates every `train.eval_period`
+and at the end, checkpoints atomically and resumes bit-for-bit on CPU from `checkpoints/last`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import resource
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ohem_tune import tracking_keys as K
+from ohem_tune.config import Config
+from ohem_tune.engine.checkpoint import (
+    last_checkpoint,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ohem_tune.engine.hooks import Hook
+from ohem_tune.engine.step import forward_minibatch, resolve_pool_strategy
+from ohem_tune.errors import TrainingError
+from ohem_tune.modeling import build_model
+from ohem_tune.modeling.target_stats import compute_target_stats
+from ohem_tune.samplers import build_sampler
+from ohem_tune.solver import build_lr_scheduler, build_optimizer
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.parquet"
+CONFIG_FILE = "config.yaml"
+_GIB = 1024**3
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> the first visible CUDA device (CUDA_VISIBLE_DEVICES, as Ray sets it) or CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device: 'cuda' requested but no CUDA device is visible")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: OMP_NUM_THREADS when set (Ray sets it), else its affinity."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """CUDA: max allocated by torch. CPU: this process's peak resident set size (GiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / _GIB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / _GIB  # ru_maxrss is KiB
+
+
+class Trainer:
+    """Fast R-CNN training for one Config into `out_dir` (see docs/ARCHITECTURE.md, "Trainer")."""
+
+    def __init__(
+        self, cfg: Config, out_dir: Path | str, hooks: Sequence[Hook] = (), resume: bool = True
+    ):
+        from ohem_tune.data.build import build_dataset
+
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.hooks = list(hooks)
+        self.device = resolve_device(cfg.train.device)
+        torch.set_num_threads(cfg.train.num_threads or available_cpus())
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not cfg.train.deterministic
+            torch.backends.cudnn.deterministic = cfg.train.deterministic
+        seed_everything(cfg.train.seed)
+
+        self.train_set = build_dataset(cfg, "train")
+        self.class_names = list(self.train_set.class_names)
+        self.model = build_model(cfg, len(self.class_names))
+        if cfg.model.normalize_targets:
+            means, stds = compute_target_stats(
+                self.train_set.records,
+                len(self.class_names),
+                cfg.sampler.fg_thresh,
+                cfg.model.bbox_reg_stds,
+                cfg.dataset.use_difficult,
+            )
+            self.model.set_target_stats(means, stds)
+        self.model.to(self.device).train()
+        self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)
+        self.pool_strategy = resolve_pool_strategy(cfg.sampler.pool_strategy, self.device)
+        self.optimizer = build_optimizer(self.model, cfg.solver)
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg.solver)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.iteration = 0  # completed iterations
+        self.max_iter = cfg.train.max_iter
+        self.train_seconds = 0.0  # over all sessions of this run (restored on resume)
+        self.metrics_rows: dict[int, dict[str, float]] = {}
+        self.test_set = None
+        self._last_eval: dict[str, float] = {}
+        if resume:
+            self._resume()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / CONFIG_FILE).write_text(cfg.to_yaml())
+
+    # ------------------------------------------------------------------ setup helpers
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.cfg.solver.amp
+        if amp == "off":
+            return None
+        if self.device.type != "cuda":
+            warnings.warn(f"solver.amp={amp} needs CUDA; training in fp32 on CPU", stacklevel=3)
+            return None
+        return torch.float16 if amp == "fp16" else torch.bfloat16
+
+    def _resume(self) -> None:
+        path = last_checkpoint(self.out_dir)
+        if path is None:
+            return
+        blob = read_checkpoint(path, "cpu")
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        if "scaler" in blob and self.scaler.is_enabled():
+            self.scaler.load_state_dict(blob["scaler"])
+        self.iteration = int(blob["iteration"])
+        self.train_seconds = float(blob.get("train_seconds", 0.0))
+        set_rng_state(blob["rng"])
+        metrics = self.out_dir / METRICS_FILE
+        if metrics.is_file():
+            frame = pd.read_parquet(metrics)
+            for row in frame.to_dict("records"):
+                it = int(row.pop("iteration"))
+                if it <= self.iteration:
+                    clean = {k: v for k, v in row.items() if not _isnan(v)}
+                    self.metrics_rows[it] = clean
+        log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, float]:
+        """Run up to train.max_iter iterations; returns the final/* metrics."""
+        from ohem_tune.data.loader import TrainLoader
+
+        cfg = self.cfg
+        iter_size = cfg.solver.iter_size
+        result: dict[str, Any] = {}
+        loader = TrainLoader(
+            self.train_set, cfg, cfg.train.seed, start_iter=self.iteration * iter_size
+        )
+        for hook in self.hooks:
+            hook.on_train_start(self)
+        period: dict[str, list[float]] = defaultdict(list)
+        sec_per_iter: list[float] = []
+        try:
+            while self.iteration < self.max_iter:
+                it = self.iteration + 1  # 1-based number of the iteration being run
+                log_now = it % cfg.train.log_period == 0 or it == self.max_iter
+                stats = self._run_iteration(loader, it, log_now)
+                for key, value in stats.items():
+                    period[key].append(value)
+                sec_per_iter.append(stats[K.SEC_PER_ITER])
+                self.iteration = it
+                for hook in self.hooks:
+                    hook.on_step(it, stats)
+                if log_now:
+                    self._log(it, period)
+                    period = defaultdict(list)
+                if cfg.train.eval_period and it % cfg.train.eval_period == 0 and it < self.max_iter:
+                    self._evaluate()
+                ckpt = cfg.train.checkpoint_period
+                if (ckpt and it % ckpt == 0) or it == self.max_iter:
+                    self._checkpoint()
+            if cfg.train.final_eval:
+                self._evaluate()
+            result = self._final_metrics(sec_per_iter[1:] or sec_per_iter)
+            return result
+        finally:
+            loader.close()
+            for hook in self.hooks:
+                hook.on_train_end(result)
+
+    def _run_iteration(self, loader, it: int, log_now: bool) -> dict[str, float]:
+        cfg = self.cfg
+        iter_size = cfg.solver.iter_size
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        t_start = time.perf_counter()
+        data_time = 0.0
+        totals: dict[str, list[float]] = defaultdict(list)
+        for _ in range(iter_size):
+            t0 = time.perf_counter()
+            # The loader must not draw from the global RNG (DataLoader seeds its workers from
+            # it when an iterator starts): keeps resumed runs on the uninterrupted RNG stream.
+            with torch.random.fork_rng(devices=[]):
+                batch = next(loader)
+            batch = batch.to(self.device)
+            data_time += time.perf_counter() - t0
+            autocast = (
+                torch.autocast("cuda", dtype=self.amp_dtype)
+                if self.amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with autocast:
+                out = forward_minibatch(
+                    self.model,
+                    batch,
+                    self.sampler,
+                    cfg.sampler.fg_thresh,
+                    self.pool_strategy,
+                    cfg.sampler.ranking_dropout,
+                    score_all=log_now,
+                )
+            loss_value = out.loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"non-finite loss at iteration {it} (loss_cls={out.loss_cls.item():.4g}, "
+                    f"loss_bbox={out.loss_bbox.item():.4g}); lower solver.lr, add "
+                    "solver.warmup_iters or set solver.clip_grad_norm"
+                )
+            self.scaler.scale(out.loss / iter_size).backward()
+            totals[K.LOSS].append(loss_value)
+            totals[K.LOSS_CLS].append(out.loss_cls.item())
+            totals[K.LOSS_BBOX].append(out.loss_bbox.item())
+            for key, value in out.stats.items():
+                totals[key].append(value)
+        if cfg.solver.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.solver.clip_grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        sync()
+        total_time = time.perf_counter() - t_start
+        self.train_seconds += total_time
+        stats = {key: float(np.mean(values)) for key, values in totals.items()}
+        stats[K.NUM_SELECTED] = float(np.sum(totals[K.NUM_SELECTED]))  # per SGD update
+        stats.update(
+            {
+                K.LR: lr,
+                K.SEC_PER_ITER: total_time,
+                K.DATA_TIME: data_time,
+                K.COMPUTE_TIME: total_time - data_time,
+            }
+        )
+        return stats
+
+    # ------------------------------------------------------------------ logging, eval, ckpt
+    def _log(self, it: int, period: dict[str, list[float]]) -> None:
+        metrics = {key: float(np.mean(values)) for key, values in period.items()}
+        metrics[K.LR] = period[K.LR][-1]
+        metrics[K.PEAK_MEM_GB] = peak_memory_gb(self.device)
+        self.metrics_rows.setdefault(it, {}).update(metrics)
+        self._write_metrics()
+        log.info(
+            "iter %d/%d loss %.4f (cls %.4f bbox %.4f) lr %.2g %.3fs/it",
+            it,
+            self.max_iter,
+            metrics[K.LOSS],
+            metrics[K.LOSS_CLS],
+            metrics[K.LOSS_BBOX],
+            metrics[K.LR],
+            metrics[K.SEC_PER_ITER],
+        )
+        for hook in self.hooks:
+            hook.on_log(it, metrics)
+
+    def _write_metrics(self) -> None:
+        rows = [{"iteration": it, **row} for it, row in sorted(self.metrics_rows.items())]
+        path = self.out_dir / METRICS_FILE
+        tmp = path.with_suffix(".parquet.tmp")
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+
+    def _evaluate(self) -> dict[str, float]:
+        try:
+            from ohem_tune.evaluation import evaluate
+        except ImportError:
+            log.warning("ohem_tune.evaluation.evaluate is not available; skipping evaluation")
+            return {}
+        from ohem_tune.data.build import build_dataset
+
+        if self.test_set is None:
+            self.test_set = build_dataset(self.cfg, "test")
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                metrics = dict(evaluate(self.model, self.test_set, self.cfg, self.device).metrics)
+        finally:
+            self.model.train()
+        self._last_eval = metrics
+        self.metrics_rows.setdefault(self.iteration, {}).update(metrics)
+        self._write_metrics()
+        for hook in self.hooks:
+            hook.on_eval(self.iteration, metrics)
+        return metrics
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """Everything a bit-for-bit resume (and load_model) needs; weights_only-loadable."""
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "rng": rng_state(),
+            "class_names": self.class_names,
+            "config": self.cfg.model_dump(mode="json"),
+        }
+        if self.scaler.is_enabled():
+            payload["scaler"] = self.scaler.state_dict()
+        return payload
+
+    def _checkpoint(self) -> Path:
+        path = save_checkpoint(
+            self.out_dir, self.iteration, self.checkpoint_payload(), self.cfg.train.keep_checkpoints
+        )
+        for hook in self.hooks:
+            hook.on_checkpoint(self.iteration, path)
+        return path
+
+    def _final_metrics(self, sec_per_iter: list[float]) -> dict[str, float]:
+        final: dict[str, float] = {}
+        for key, value in self._last_eval.items():
+            if key.startswith("eval/"):
+                final["final/" + key.removeprefix("eval/")] = value
+        last_with_loss = [
+            r for _, r in sorted(self.metrics_rows.items()) if K.LOSS_PER_ROI_ALL in r
+        ]
+        if last_with_loss:
+            final[K.FINAL_LOSS_PER_ROI_ALL] = last_with_loss[-1][K.LOSS_PER_ROI_ALL]
+        if sec_per_iter:
+            final[K.FINAL_SEC_PER_ITER] = float(np.mean(sec_per_iter))
+        final[K.FINAL_PEAK_MEM_GB] = peak_memory_gb(self.device)
+        final[K.FINAL_TRAIN_SECONDS] = self.train_seconds
+        return final
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,330 @@
+"""The Ray Tune function trainable: one trial = one Trainer run, logged to its own MLflow run.
+
+Ray Tune and MLflow observe the Trainer through a hook only. The trial reports to Tune every K
+iterations (or at evaluations when a scheduler or searcher decides on a metric), hands Tune a
+checkpoint whenever the Trainer wrote one, and restores from `tune.get_checkpoint()` on retries.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ohem_tune import __version__
+from ohem_tune import tracking_keys as tk
+from ohem_tune.config import Config, build_config, deep_merge
+from ohem_tune.engine.hooks import Hook
+from ohem_tune.errors import ConfigError, TrainingError
+from ohem_tune.orchestration.tracking import (
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_PRUNED,
+    TrialRun,
+    finite_metrics,
+    host_name,
+)
+from ohem_tune.spec.expand import dotted_tree, trial_id_for
+
+# Keys of the result dicts reported to Tune besides the trainer's metrics.
+ITERATION = "iteration"
+STATUS = "ohem_tune/status"
+TRIAL_ID = "ohem_tune/trial_id"
+TRIAL_SECONDS = "ohem_tune/trial_seconds"
+TRIAL_START = "ohem_tune/trial_start_unix"
+FIRST_ITER = "ohem_tune/first_iter_unix"
+RUN_ID = "ohem_tune/mlflow_run_id"
+TAG_SEARCH_POINT = "ohem_tune.search_point"  # JSON of the Optuna-sampled values
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one invocation shares (sent once through tune.with_parameters)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    trials_dir: str
+    payloads: list[dict[str, Any]]  # fixed trials, or one template per variant (Optuna)
+    search_keys: list[str] = field(default_factory=list)
+    report_every: int | None = None
+    eval_reports_only: bool = False
+    metric: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    common_tags: dict[str, str] = field(default_factory=dict)
+    cpu: float = 1.0
+
+
+def trial_payload(trial: Any, run_name: str) -> dict[str, Any]:
+    """A TrialSpec as plain data for the trial process (the config as a JSON-able tree)."""
+    return {
+        "config": trial.config.model_dump(mode="json"),
+        "trial_id": trial.trial_id,
+        "config_hash": trial.config_hash,
+        "tags": dict(trial.tags),
+        "run_name": run_name,
+        "variant": trial.variant,
+        "seed": trial.seed,
+    }
+
+
+def resolve_trial(config: dict[str, Any], ctx: TrialContext) -> tuple[Config, dict[str, Any]]:
+    """The trial's Config and payload: a fixed trial by index, or a template plus Optuna values."""
+    if "trial_index" in config:
+        payload = dict(ctx.payloads[int(config["trial_index"])])
+        return build_config(payload["config"], f"trial {payload['run_name']}"), payload
+    payload = dict(ctx.payloads[int(config.get("variant_index", 0))])
+    point = {k: config[k] for k in ctx.search_keys if k in config}
+    tree = deep_merge(payload["config"], dotted_tree(point))
+    cfg = build_config(tree, f"search point {point}")
+    config_hash, trial_id = trial_id_for(cfg)
+    tags = {
+        **payload["tags"],
+        tk.TAG_TRIAL_ID: trial_id,
+        tk.TAG_CONFIG_HASH: config_hash,
+        TAG_SEARCH_POINT: json.dumps(point, sort_keys=True),
+    }
+    short = ",".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in point.items())
+    payload.update(
+        trial_id=trial_id,
+        config_hash=config_hash,
+        tags=tags,
+        run_name=f"{payload['variant']}[{short}]-s{payload['seed']}",
+        config=cfg.model_dump(mode="json"),
+    )
+    return cfg, payload
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class TuneMlflowHook(Hook):
+    """Logs train/eval metrics to the trial's MLflow run and reports them to Ray Tune."""
+
+    def __init__(self, run: TrialRun, ctx: TrialContext, max_iter: int, trial_id: str) -> None:
+        self.run = run
+        self.ctx = ctx
+        self.max_iter = max_iter
+        self.trial_id = trial_id
+        self.latest: dict[str, float] = {}
+        self.pending_checkpoint: Path | None = None
+        self.first_iter_unix: float | None = None
+        self.last_reported = -1
+
+    def on_step(self, iteration: int, stats: dict[str, float]) -> None:
+        if self.first_iter_unix is None:
+            self.first_iter_unix = time.time()
+
+    def on_log(self, iteration: int, metrics: dict[str, float]) -> None:
+        if not self.run.already_logged(tk.LOSS, iteration):
+            self.run.log_metrics(metrics, step=iteration)
+        self.latest.update(finite_metrics(metrics))
+        every = self.ctx.report_every
+        due = every is None or iteration % every == 0 or iteration == self.max_iter
+        if due and not self.ctx.eval_reports_only:
+            self.report(iteration)
+
+    def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+        self.run.log_metrics(metrics, step=iteration)
+        self.latest.update(finite_metrics(metrics))
+        self.report(iteration)
+
+    def on_checkpoint(self, iteration: int, path: Path) -> None:
+        self.pending_checkpoint = Path(path)
+
+    def report(self, iteration: int, extra: dict[str, Any] | None = None) -> None:
+        """tune.report the latest metrics, with a Tune checkpoint if the Trainer wrote one."""
+        from ray import tune
+
+        result: dict[str, Any] = {
+            **self.latest,
+            **(extra or {}),
+            ITERATION: iteration,
+            TRIAL_ID: self.trial_id,
+            RUN_ID: self.run.run_id,
+        }
+        if self.first_iter_unix is not None:
+            result[FIRST_ITER] = self.first_iter_unix
+        if self.ctx.metric and self.ctx.metric not in result and self.ctx.eval_reports_only:
+            return  # searchers and schedulers need their metric in every result
+        self.last_reported = iteration
+        ckpt_path, self.pending_checkpoint = self.pending_checkpoint, None
+        if ckpt_path is None or not ckpt_path.is_file():
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory(prefix="ohem_ckpt_") as tmp:
+            _link_or_copy(ckpt_path, Path(tmp) / ckpt_path.name)
+            (Path(tmp) / "last").write_text(ckpt_path.name + "\n")
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def restore_tune_checkpoint(out_dir: Path) -> int | None:
+    """Copy the checkpoint Tune hands back (after a failure) into out_dir when it is newer."""
+    from ray import tune
+
+    from ohem_tune.engine.checkpoint import CHECKPOINT_DIR, LAST_FILE
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        last = Path(folder) / LAST_FILE
+        if not last.is_file():
+            return None
+        name = last.read_text().strip()
+        tune_iter = _iteration_of(name)
+        ckpt_dir = out_dir / CHECKPOINT_DIR
+        local_last = ckpt_dir / LAST_FILE
+        local_iter = _iteration_of(local_last.read_text().strip()) if local_last.is_file() else -1
+        if local_iter >= tune_iter and (ckpt_dir / local_last.read_text().strip()).is_file():
+            return local_iter
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(folder) / name, ckpt_dir / name)
+        tmp = ckpt_dir / (LAST_FILE + ".tmp")
+        tmp.write_text(name + "\n")
+        os.replace(tmp, local_last)
+        return tune_iter
+
+
+def _iteration_of(name: str) -> int:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def _load_hooks(paths: list[str]) -> list[Hook]:
+    hooks = []
+    for item in paths:
+        module_name, _, attr = item.partition(":")
+        try:
+            hook_cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"hooks: cannot import '{item}' in the trial ({exc})") from None
+        hooks.append(hook_cls())
+    return hooks
+
+
+def pick_device(cfg: Config) -> tuple[str, str]:
+    """(train.device, device tag): the GPU Ray assigned to this trial, else the CPU."""
+    import ray
+    import torch
+
+    gpu_ids = ray.get_gpu_ids()
+    has_cuda = bool(gpu_ids) and torch.cuda.is_available()
+    wanted = cfg.train.device
+    if wanted == "cuda" and not has_cuda:
+        raise TrainingError(
+            "train.device is 'cuda' but this trial has no GPU; set resources.gpu (e.g. 1 or 0.5) "
+            "or train.device: auto"
+        )
+    if wanted == "cpu" or not has_cuda:
+        return "cpu", "cpu"
+    return "cuda", torch.cuda.get_device_name(0)
+
+
+def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune entry point of one trial (a function trainable)."""
+    import torch
+
+    started = time.time()
+    cfg, payload = resolve_trial(config, ctx)
+    trial_id = payload["trial_id"]
+    done = TrialRun.finished_metrics(ctx.tracking_uri, ctx.experiment_id, trial_id)
+    if done is not None:  # an identical configuration already finished: report, do not re-run
+        _report_final(done, cfg.train.max_iter, trial_id, ctx, status="SKIPPED")
+        return
+
+    device, device_tag = pick_device(cfg)
+    threads = max(1, int(ctx.cpu))
+    torch.set_num_threads(threads)
+    cfg.train.device = device
+    if cfg.train.num_threads is None:
+        cfg.train.num_threads = threads
+
+    tags = {
+        **ctx.common_tags,
+        **payload["tags"],
+        tk.TAG_DEVICE: device_tag,
+        tk.TAG_HOST: host_name(),
+        tk.TAG_VERSION: __version__,
+    }
+    run = TrialRun.open(
+        ctx.tracking_uri,
+        ctx.experiment_id,
+        trial_id,
+        payload["run_name"],
+        tags,
+        ctx.parent_run_id,
+    )
+    out_dir = Path(ctx.trials_dir) / trial_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    restore_tune_checkpoint(out_dir)
+    hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id)
+    status, error = STATUS_FAILED, None
+    try:
+        from ohem_tune.engine.trainer import Trainer
+
+        run.log_params(cfg.flat())
+        (out_dir / "resolved_config.yaml").write_text(cfg.to_yaml())
+        trainer = Trainer(cfg, out_dir, hooks=[hook, *_load_hooks(ctx.hooks)], resume=True)
+        final = trainer.train()
+        run.log_metrics(final, step=cfg.train.max_iter)
+        run.log_artifacts([out_dir / "resolved_config.yaml", out_dir / "metrics.parquet"])
+        status = STATUS_FINISHED
+        extra = {**final, STATUS: STATUS_FINISHED, TRIAL_SECONDS: time.time() - started}
+        extra[TRIAL_START] = started
+        if ctx.metric and ctx.metric not in hook.latest and ctx.metric in _final_alias(final):
+            extra[ctx.metric] = _final_alias(final)[ctx.metric]
+        try:
+            hook.report(cfg.train.max_iter, extra)
+        except SystemExit:
+            pass  # a scheduler stop on the very last report: the trial is complete anyway
+    except SystemExit:  # ASHA (or a stop condition) ended the trial inside tune.report
+        status = STATUS_PRUNED
+        raise
+    except TrainingError as exc:  # e.g. a non-finite loss: deterministic, retrying cannot help
+        status, error = STATUS_FAILED, str(exc)
+        _safe_report(hook, cfg.train.max_iter, {STATUS: STATUS_FAILED})
+    except BaseException as exc:
+        status = STATUS_FAILED
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        (out_dir / "error.txt").write_text(traceback.format_exc())
+        raise  # Tune retries from the last checkpoint up to FailureConfig.max_failures
+    finally:
+        run.end(status, error)
+
+
+def _final_alias(final: dict[str, float]) -> dict[str, float]:
+    """final/X -> eval/X, so a searcher's eval metric exists even without periodic evaluation."""
+    return {"eval/" + k.removeprefix("final/"): v for k, v in final.items() if k.startswith("final/")}
+
+
+def _safe_report(hook: TuneMlflowHook, iteration: int, extra: dict[str, Any]) -> None:
+    try:
+        hook.report(iteration, extra)
+    except SystemExit:
+        pass
+
+
+def _report_final(
+    metrics: dict[str, float], max_iter: int, trial_id: str, ctx: TrialContext, status: str
+) -> None:
+    from ray import tune
+
+    result: dict[str, Any] = {**metrics, ITERATION: max_iter, TRIAL_ID: trial_id, STATUS: status}
+    result.update({k: v for k, v in _final_alias(metrics).items() if k not in result})
+    tune.report(result)

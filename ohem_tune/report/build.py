@@ -1,0 +1,248 @@
+"""`build_report`: MLflow runs -> tidy Parquet -> tables (Markdown, LaTeX) -> figures -> index."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ohem_tune import tracking_keys as K
+from ohem_tune.errors import ConfigError, TrackingError
+from ohem_tune.report import figures
+from ohem_tune.report.data import ReportData
+from ohem_tune.report.index import index_page
+from ohem_tune.report.latex import standalone_document, table_to_latex
+from ohem_tune.report.layout import Layout, is_spec_path, layout_from_runs, layout_from_spec
+from ohem_tune.report.markdown import table_to_markdown
+from ohem_tune.report.runs import fetch_histories, fetch_runs, find_experiment, open_client
+from ohem_tune.report.table import Table
+from ohem_tune.report.tables import (
+    AP_PREFIX,
+    COCO_PREFIX,
+    MAP,
+    PEAK_MEM,
+    SEC_PER_ITER,
+    ablation_table,
+    coco_table,
+    cost_table,
+    multiscale_bbox_tables,
+    per_class_table,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("md", "tex", "png", "parquet")
+LOSS_METRIC = K.LOSS_PER_ROI_ALL
+
+
+@dataclass
+class ReportResult:
+    """What a build wrote and what the reader should know about it."""
+
+    out_dir: Path
+    experiment: str
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    runs: pd.DataFrame | None = None
+    seconds: float = 0.0
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """'md,tex' -> ('md', 'tex'); unknown names are a ConfigError naming the choices."""
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
+    items = [t for t in items if t]
+    unknown = [t for t in items if t not in FORMATS]
+    if unknown or not items:
+        bad = unknown[0] if unknown else "(empty)"
+        raise ConfigError(f"--format: unknown format '{bad}'; choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def safe_dirname(name: str) -> str:
+    """An experiment name usable as one directory name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+
+
+def _requested_tables(layout: Layout, data: ReportData, histories_wanted: bool) -> list[str]:
+    if layout.tables is not None:
+        return list(layout.tables)
+    wanted = ["ablation"]
+    if any(any(data.flags(v).key) for v in layout.variants):
+        wanted.append("multiscale_bbox")
+    if data.has_metric(SEC_PER_ITER) or data.has_metric(PEAK_MEM):
+        wanted.append("cost")
+    if any(c.startswith(AP_PREFIX) and data.has_metric(c) for c in data.runs.columns):
+        wanted.append("per_class")
+    if any(c.startswith(COCO_PREFIX) and data.has_metric(c) for c in data.runs.columns):
+        wanted.append("coco")
+    if histories_wanted:
+        wanted.append("loss_curve")
+    return wanted
+
+
+def _build_tables(names: list[str], data: ReportData) -> list[Table]:
+    tables: list[Table] = []
+    for name in names:
+        if name == "ablation":
+            tables.append(ablation_table(data))
+        elif name == "multiscale_bbox":
+            tables.extend(multiscale_bbox_tables(data))
+        elif name == "cost":
+            tables.append(cost_table(data))
+        elif name == "per_class":
+            tables.append(per_class_table(data))
+        elif name == "coco":
+            tables.append(coco_table(data))
+    for table in tables:
+        if not table.rows:
+            table.notes.insert(0, "No finished runs report these metrics.")
+    return tables
+
+
+def _clear_previous(out_dir: Path) -> None:
+    """Remove files a previous build wrote (tables and figures), so none go stale."""
+    for pattern in ("table_*.md", "table_*.tex", "fig_*.png"):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+
+
+def build_report(
+    source: str,
+    tracking_uri: str,
+    out: str | Path = "reports",
+    formats: str | Sequence[str] = FORMATS,
+    experiment: str | None = None,
+    command: str | None = None,
+) -> ReportResult:
+    """Read the experiment's trial runs from MLflow and write the report under out/<experiment>/.
+
+    `source` is a spec YAML (rows, order, tables, paper numbers) or an MLflow experiment name.
+    """
+    started = time.perf_counter()
+    fmt = parse_formats(formats)
+    spec_layout = layout_from_spec(source, experiment) if is_spec_path(source) else None
+    name = spec_layout.experiment if spec_layout else (experiment or source)
+
+    client = open_client(tracking_uri)
+    experiment_id = find_experiment(client, name, tracking_uri)
+    runs = fetch_runs(client, experiment_id)
+    if runs.empty:
+        raise TrackingError(
+            f"{tracking_uri}: experiment '{name}' has no trial runs (tag {K.TAG_ROLE}=trial); "
+            "run `ohem-tune run SPEC` first"
+        )
+    layout = spec_layout or layout_from_runs(name, runs)
+    data = ReportData(layout, runs)
+    result = ReportResult(out_dir=Path(out) / safe_dirname(name), experiment=name, runs=runs)
+    if data.unplaced:
+        counts = data.runs["variant"].value_counts()
+        listed = ", ".join(f"`{v}` ({counts[v]} runs)" for v in data.unplaced)
+        result.warnings.append(f"runs of variants not in the spec were left out: {listed}")
+    superseded = int(runs["superseded"].sum())
+    if superseded:
+        result.warnings.append(
+            f"{superseded} run(s) repeat a (variant, seed) already run; the latest finished one "
+            "of each is used (all are in runs.parquet, column superseded)"
+        )
+
+    want_history = "png" in fmt or "parquet" in fmt
+    names = _requested_tables(layout, data, histories_wanted=want_history)
+    histories = pd.DataFrame(columns=["run_id", "step", "value"])
+    if want_history and "loss_curve" in names:
+        finished = data.runs[data.runs["status"] == "FINISHED"]["run_id"].tolist()
+        histories = fetch_histories(client, finished, LOSS_METRIC)
+    result.tables = _build_tables(names, data)
+    for table in result.tables:
+        for note in table.notes:
+            if note.startswith("Warning: "):
+                result.warnings.append(note[len("Warning: ") :])
+
+    out_dir = result.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out_dir)
+    write = _Writer(out_dir, result.files)
+    if "parquet" in fmt:
+        runs.to_parquet(write.path("runs.parquet"), index=False)
+        if not histories.empty:
+            histories.to_parquet(write.path("loss_history.parquet"), index=False)
+    figure_files: list[tuple[str, str]] = []
+    if "png" in fmt:
+        for fig_name, caption, made in (
+            (
+                "fig_loss_per_roi.png",
+                "Mean loss per RoI over all RoIs vs iteration (mean over seeds; band: min-max).",
+                lambda p: figures.loss_figure(data, histories, p),
+            ),
+            (
+                "fig_map.png",
+                "VOC07 mAP per variant: mean ± std, seeds as dots, the paper's number as x.",
+                lambda p: figures.map_figure(data, p),
+            ),
+            (
+                "fig_cost.png",
+                "OHEM/FRCN ratio of sec/iter and peak memory, measured and in the paper.",
+                lambda p: _cost_fig(result.tables, p),
+            ),
+        ):
+            if made(out_dir / fig_name) is not None:
+                result.files.append(out_dir / fig_name)
+                figure_files.append((fig_name, caption))
+    if "md" in fmt:
+        for table in result.tables:
+            write.text(f"table_{table.key}.md", table_to_markdown(table))
+    if "tex" in fmt:
+        for table in result.tables:
+            write.text(f"table_{table.key}.tex", table_to_latex(table, name))
+        write.text(
+            "report.tex",
+            standalone_document(
+                f"ohem-tune report: {name}",
+                [f"table_{t.key}.tex" for t in result.tables],
+                figure_files,
+            ),
+        )
+    result.seconds = time.perf_counter() - started
+    if "md" in fmt:
+        page = index_page(
+            data,
+            result.tables,
+            figure_files,
+            warnings=result.warnings,
+            command=command or f"ohem-tune report {source}",
+            formats=fmt,
+        )
+        write.text("README.md", page)
+    for message in result.warnings:
+        log.warning(message)
+    return result
+
+
+def _cost_fig(tables: list[Table], path: Path) -> Path | None:
+    cost = next((t for t in tables if t.key == "cost"), None)
+    return figures.cost_figure(cost, path) if cost is not None and cost.rows else None
+
+
+class _Writer:
+    """Writes files into the report folder and records them."""
+
+    def __init__(self, out_dir: Path, files: list[Path]) -> None:
+        self.out_dir, self.files = out_dir, files
+
+    def path(self, name: str) -> Path:
+        path = self.out_dir / name
+        self.files.append(path)
+        return path
+
+    def text(self, name: str, content: str) -> Path:
+        path = self.path(name)
+        path.write_text(content, encoding="utf-8")
+        return path
+
+
+__all__ = ["FORMATS", "MAP", "ReportResult", "build_report", "parse_formats"]

@@ -1,0 +1,123 @@
+"""What the report shows: experiment name, rows (variants in order) and the table set.
+
+It comes from the search spec when one is given (row order, labels, paper numbers, tables) and
+otherwise from the trial runs' tags alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ohem_tune.errors import ConfigError
+
+TABLES = ("ablation", "multiscale_bbox", "cost", "per_class", "coco", "loss_curve")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One table row: a spec variant (the runs of all its seeds are aggregated)."""
+
+    name: str
+    label: str
+    model: str | None = None
+    baseline: bool = False
+    order: int = 0
+    paper_map: float | None = None  # percent
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted config keys
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The rows and tables of a report, and where they came from."""
+
+    experiment: str
+    variants: tuple[Variant, ...]
+    tables: tuple[str, ...] | None  # None: every table the data supports
+    spec_path: Path | None = None
+
+    def variant(self, name: str) -> Variant | None:
+        """The row named `name`, if the layout has it."""
+        return next((v for v in self.variants if v.name == name), None)
+
+
+def is_spec_path(source: str) -> bool:
+    """True when the CLI argument names a YAML file rather than an experiment."""
+    return source.endswith((".yaml", ".yml")) or Path(source).is_file()
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _percent(value: float | None) -> float | None:
+    """The paper's mAP in percent; values in [0, 1] are taken as fractions."""
+    if value is None:
+        return None
+    return value * 100.0 if 0.0 <= value <= 1.0 else float(value)
+
+
+def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
+    """Rows, order, labels, paper numbers and tables from a search spec YAML.
+
+    The experiment is `experiment`, else the spec's tracking.experiment, else its name. Tables are
+    the spec's report.tables when it sets them, else every table the data supports.
+    """
+    from ohem_tune.spec import load_spec
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: spec file not found; pass a spec YAML or an experiment name")
+    spec = load_spec(path)
+    variants = tuple(
+        Variant(
+            name=v.name,
+            label=v.label or v.name,
+            model=v.model,
+            baseline=v.baseline,
+            order=i,
+            paper_map=_percent(v.paper),
+            overrides=_flatten(v.set),
+        )
+        for i, v in enumerate(spec.variants)
+    )
+    explicit = "report" in spec.model_fields_set and "tables" in spec.report.model_fields_set
+    tables = tuple(dict.fromkeys(spec.report.tables)) if explicit else None
+    name = experiment or spec.tracking.experiment or spec.name
+    return Layout(name, variants, tables, path)
+
+
+def layout_from_runs(experiment: str, runs: pd.DataFrame) -> Layout:
+    """Rows from the runs' tags: one per variant, ordered by the variant_order tag then name."""
+    if runs.empty:
+        return Layout(experiment, (), None)
+    first = runs.sort_values(["variant_order", "variant"], na_position="last", kind="stable")
+    variants = []
+    for i, (name, group) in enumerate(first.groupby("variant", sort=False)):
+        row = group.iloc[0]
+        paper = group["paper_map"].dropna()
+        variants.append(
+            Variant(
+                name=str(name),
+                label=str(row["label"]) if isinstance(row["label"], str) else str(name),
+                model=row["model"] if isinstance(row["model"], str) else None,
+                baseline=bool(group["baseline"].any()),
+                order=i,
+                paper_map=float(paper.iloc[0])
+                if len(paper) and math.isfinite(paper.iloc[0])
+                else None,
+            )
+        )
+    return Layout(experiment, tuple(variants), None)

@@ -1,0 +1,177 @@
+"""The RoI-sampler interface, its registry, and the read-only ranking pass shared by samplers.
+
+A sampler picks which RoIs of a minibatch get gradient. Samplers that rank RoIs by loss
+(OHEM and its variants) read per-RoI losses from a `RankingPass`, which runs the RoI head over
+all RoIs once, under `torch.no_grad()`, in chunks (so its memory stays small and no autograd
+graph is kept). Adding a sampler = one new file with a `@register("name")` class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from ohem_tune.config.errors import suggest
+from ohem_tune.config.sampler import SamplerConfig
+from ohem_tune.errors import ConfigError
+from ohem_tune.modeling.losses import per_roi_losses
+from ohem_tune.modeling.matching import RoITargets
+from ohem_tune.tracking_keys import FG_FRACTION, NUM_SELECTED
+
+
+class RoILosses(Protocol):
+    """Per-RoI losses over all RoIs of the minibatch: (loss_cls (R,), loss_bbox (R,))."""
+
+    def losses(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class RankingPass:
+    """The read-only RoI-head pass over all RoIs, computed at most once per minibatch.
+
+    Shares weights with the trained head and records no autograd graph. Dropout stays in train
+    mode when `dropout` is True (the authors' code); otherwise the head runs in eval mode.
+    `pooled` may be given when the caller already pooled all RoIs (it is detached here).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        features: torch.Tensor,
+        targets: RoITargets,
+        norm_targets: torch.Tensor,
+        dropout: bool = True,
+        pooled: torch.Tensor | None = None,
+        chunk_size: int = 1024,
+    ):
+        self.model = model
+        self.features = features
+        self.targets = targets
+        self.norm_targets = norm_targets
+        self.dropout = dropout
+        self.pooled = pooled
+        self.chunk_size = chunk_size
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def computed(self) -> bool:
+        """Whether the pass already ran for this minibatch."""
+        return self._cache is not None
+
+    @torch.no_grad()
+    def losses(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-RoI (cls, bbox) losses of all R RoIs, without autograd state."""
+        if self._cache is None:
+            head = self.model.roi_head
+            was_training = head.training
+            head.train(self.dropout and was_training)
+            try:
+                self._cache = self._run()
+            finally:
+                head.train(was_training)
+        return self._cache
+
+    def _run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rois, labels, tgt = self.targets.rois, self.targets.labels, self.norm_targets
+        features = self.features.detach()
+        out_cls, out_box = [], []
+        for start in range(0, rois.shape[0], self.chunk_size):
+            sl = slice(start, start + self.chunk_size)
+            if self.pooled is not None:
+                pooled = self.pooled[sl].detach()
+            else:
+                pooled = self.model.pool(features, rois[sl])
+            cls_logits, deltas = self.model.head(pooled)
+            lc, lb = per_roi_losses(cls_logits, deltas, labels[sl], tgt[sl])
+            out_cls.append(lc)
+            out_box.append(lb)
+        if not out_cls:
+            empty = rois.new_zeros(0)
+            return empty, empty
+        return torch.cat(out_cls), torch.cat(out_box)
+
+
+@dataclass
+class SampleResult:
+    """The RoIs chosen for the trainable forward/backward and what the sampler saw."""
+
+    indices: torch.Tensor  # (S,) int64 indices into the minibatch's RoITargets
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class RoISampler:
+    """Base class: `select(targets, ranking)` -> SampleResult. Subclasses register by name."""
+
+    name: str = ""
+    ranks_by_loss: bool = False  # True: select() reads ranking.losses() every iteration
+
+    def __init__(self, cfg: SamplerConfig, ims_per_batch: int):
+        self.cfg = cfg
+        self.ims_per_batch = ims_per_batch
+        self.rois_per_batch = cfg.rois_per_batch
+        self.rois_per_image = cfg.rois_per_batch // ims_per_batch
+
+    def select(self, targets: RoITargets, ranking: RoILosses) -> SampleResult:
+        """Indices of the RoIs that get gradient this iteration."""
+        raise NotImplementedError
+
+    # helpers shared by samplers
+    def fg_bg_masks(self, targets: RoITargets) -> tuple[torch.Tensor, torch.Tensor]:
+        """Foreground (IoU >= fg_thresh) and background (bg_lo <= IoU < bg_hi) candidates."""
+        iou = targets.max_iou
+        fg = iou >= self.cfg.fg_thresh
+        bg = (iou < self.cfg.bg_hi) & (iou >= self.cfg.bg_lo) & ~fg
+        return fg, bg
+
+    def result(self, targets: RoITargets, indices: torch.Tensor, **extra: float) -> SampleResult:
+        """SampleResult with the common stats (fg fraction, number selected)."""
+        n = int(indices.numel())
+        fg = int((targets.labels[indices] > 0).sum()) if n else 0
+        stats = {FG_FRACTION: fg / n if n else 0.0, NUM_SELECTED: float(n), **extra}
+        return SampleResult(indices=indices, stats=stats)
+
+
+def random_subset(indices: torch.Tensor, k: int) -> torch.Tensor:
+    """k of `indices` without replacement (all of them if fewer), drawn from torch's CPU RNG."""
+    if indices.numel() <= k:
+        return indices
+    perm = torch.randperm(indices.numel())[:k].to(indices.device)
+    return indices[perm]
+
+
+def top_k(indices: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k of `indices` with the highest scores[indices] (all if fewer), highest first."""
+    if indices.numel() == 0 or k <= 0:
+        return indices[:0]
+    order = torch.argsort(scores[indices], descending=True, stable=True)
+    return indices[order[:k]]
+
+
+REGISTRY: dict[str, type[RoISampler]] = {}
+
+
+def register(name: str) -> Callable[[type[RoISampler]], type[RoISampler]]:
+    """Class decorator: make a sampler available as `sampler.name: <name>`."""
+
+    def wrap(cls: type[RoISampler]) -> type[RoISampler]:
+        if name in REGISTRY:
+            raise ValueError(f"sampler '{name}' registered twice")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_sampler(cfg: SamplerConfig, ims_per_batch: int) -> RoISampler:
+    """The sampler named by cfg.name (a one-line ConfigError with a suggestion otherwise)."""
+    import ohem_tune.samplers  # noqa: F401  (registers the built-in samplers)
+
+    if cfg.name not in REGISTRY:
+        raise ConfigError(
+            f"sampler.name: unknown sampler '{cfg.name}'{suggest(cfg.name, REGISTRY)}; "
+            f"choose from {', '.join(sorted(REGISTRY))}"
+        )
+    return REGISTRY[cfg.name](cfg, ims_per_batch)

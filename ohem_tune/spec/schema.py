@@ -1,0 +1,235 @@
+"""The search-space spec schema: base config, profiles, variants (ablation rows), seeds, search,
+scheduler, resources, tracking and report layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from ohem_tune.config.base import Section
+from ohem_tune.spec.search import SearchSpec
+
+if TYPE_CHECKING:
+    from ohem_tune.spec.expand import TrialSpec
+
+TableName = Literal["ablation", "multiscale_bbox", "cost", "per_class", "coco", "loss_curve"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ResourcesSpec(Section):
+    """Per-trial resources (fractions allowed: gpu 0.5 packs two trials per GPU)."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1, description="cap on trials running at once")
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu_packing(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"more than one GPU must be a whole number, got {value}")
+        return value
+
+
+class ResourcesOverride(Section):
+    """A profile's partial override of the spec's resources."""
+
+    cpu: float | None = Field(None, gt=0)
+    gpu: float | None = Field(None, ge=0)
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class Profile(Section):
+    """Named overrides for scale and place (e.g. `local`: synthetic data, small trunks, CPU)."""
+
+    description: str = ""
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted config overrides")
+    backbone_map: dict[str, str] = Field(
+        default_factory=dict, description="paper trunk -> stand-in trunk at this scale"
+    )
+    resources: ResourcesOverride = ResourcesOverride()
+    seeds: int | list[int] | None = None
+
+
+class Variant(Section):
+    """One ablation row: a partial override of the base config plus its table layout."""
+
+    name: str
+    label: str | None = Field(None, description="the table's 'Experiment' column")
+    model: str | None = Field(None, description="the table's 'Model' column (paper trunk name)")
+    baseline: bool = False
+    paper: float | None = Field(None, description="the paper's VOC07 mAP for this row")
+    description: str = ""
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted config overrides")
+    by_profile: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="extra dotted overrides for a given profile"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"variant name {value!r}: use letters, digits, '_', '-', '.'")
+        return value
+
+
+class SchedulerSpec(Section):
+    """Early stopping: none, or ASHA on a named metric at evaluation points (`train.eval_period`)."""
+
+    type: Literal["none", "asha"] = "none"
+    metric: str = "eval/mAP"
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(100, ge=1, description="iterations before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1.0)
+    max_t: int | None = Field(None, ge=1, description="None: train.max_iter")
+    brackets: int = Field(1, ge=1)
+
+
+class TrackingSpec(Section):
+    """Where MLflow runs go: URI (default: sqlite:///<cwd>/mlflow.db) and experiment name."""
+
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class ReportSpec(Section):
+    """Which tables and figures `ohem-tune report` builds for this spec."""
+
+    tables: list[TableName] = Field(default_factory=lambda: ["ablation", "cost", "loss_curve"])
+
+
+class Spec(Section):
+    """A whole search-space / ablation spec, as written in search_spaces/*.yaml."""
+
+    name: str
+    description: str = ""
+    base: str | dict[str, Any] = Field(
+        default_factory=dict, description="train config path (relative to the spec) or mapping"
+    )
+    default_profile: str | None = None
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=lambda: [Variant(name="default")])
+    seeds: int | list[int] = 1
+    search: SearchSpec | None = None
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    max_failures: int = Field(1, ge=0, description="retries of a raising trial (from checkpoint)")
+    report_every: int | None = Field(
+        None, ge=1, description="report to Ray Tune every K iterations (None: train.log_period)"
+    )
+    hooks: list[str] = Field(
+        default_factory=list, description="extra trainer hooks, 'package.module:ClassName'"
+    )
+    tracking: TrackingSpec = TrackingSpec()
+    report: ReportSpec = ReportSpec()
+
+    _source_path: Path | None = PrivateAttr(None)
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this spec was loaded from (None for an in-memory spec)."""
+        return self._source_path
+
+    @property
+    def where(self) -> str:
+        """How error messages name this spec: its file, or its name."""
+        return str(self._source_path) if self._source_path is not None else f"spec '{self.name}'"
+
+    def spec_hash(self) -> str:
+        """A short stable hash of the whole spec as validated."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def expand(
+        self,
+        profile: str | None = None,
+        seeds: int | Sequence[int] | None = None,
+        overrides: Sequence[str] = (),
+    ) -> list[TrialSpec]:
+        """Variants x grid points x seeds as validated trials (see `ohem_tune.spec.expand`)."""
+        from ohem_tune.spec.expand import expand
+
+        return expand(self, profile, seeds, overrides)
+
+    def variant(self, name: str) -> Variant:
+        """The variant called `name` (ConfigError with a did-you-mean otherwise)."""
+        from ohem_tune.config.errors import suggest
+        from ohem_tune.errors import ConfigError
+
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        names = [v.name for v in self.variants]
+        raise ConfigError(
+            f"{self.where}: no variant '{name}'{suggest(name, names)}; have: {', '.join(names)}"
+        )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"spec name {value!r}: use letters, digits, '_', '-', '.'")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, value: int | list[int]) -> int | list[int]:
+        return check_seeds(value)
+
+    @field_validator("hooks")
+    @classmethod
+    def _hooks_ok(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if ":" not in item:
+                raise ValueError(f"hook {item!r}: write it as 'package.module:ClassName'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        if not self.variants:
+            raise ValueError("variants: needs at least one variant")
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variants: duplicate name '{dupes[0]}'; names must be unique")
+        if self.default_profile is not None and self.default_profile not in self.profiles:
+            raise ValueError(
+                f"default_profile '{self.default_profile}' is not among profiles "
+                f"({', '.join(self.profiles) or 'none defined'})"
+            )
+        for variant in self.variants:
+            for prof in variant.by_profile:
+                if prof not in self.profiles:
+                    raise ValueError(
+                        f"variants.{variant.name}.by_profile: unknown profile '{prof}' "
+                        f"({', '.join(self.profiles) or 'none defined'})"
+                    )
+        for name, profile in self.profiles.items():
+            if profile.seeds is not None:
+                try:
+                    check_seeds(profile.seeds)
+                except ValueError as exc:
+                    raise ValueError(f"profiles.{name}.seeds: {exc}") from None
+        return self
+
+
+def check_seeds(value: int | list[int]) -> int | list[int]:
+    """Seeds are a count K >= 1 (seeds 0..K-1) or an explicit list of distinct ints >= 0."""
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"seeds must be >= 1, got {value}")
+        return value
+    if not value or any(s < 0 for s in value) or len(set(value)) != len(value):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints >= 0, got {value}")
+    return value
+
+
+def seed_list(value: int | list[int]) -> list[int]:
+    """The explicit seed list for a count or a list."""
+    return list(range(value)) if isinstance(value, int) else list(value)

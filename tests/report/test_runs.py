@@ -1,0 +1,77 @@
+"""Reading trial runs from a real MLflow SQLite store into the tidy table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ohem_tune.errors import TrackingError
+from ohem_tune.report.runs import fetch_histories, fetch_runs, find_experiment, open_client
+from tests.report.mlflow_store import EXPERIMENT, LOSS_STEPS, RUN_SECONDS, RUNS, loss_value
+
+
+@pytest.fixture(scope="module")
+def client_and_id(store: str):
+    client = open_client(store)
+    return client, find_experiment(client, EXPERIMENT, store)
+
+
+def test_paged_read_equals_single_page(client_and_id) -> None:
+    client, exp_id = client_and_id
+    small_pages = fetch_runs(client, exp_id, page_size=4)  # 15 runs -> 4 pages
+    one_page = fetch_runs(client, exp_id, page_size=1000)
+    assert len(small_pages) == len(RUNS) == len(one_page)
+    assert set(small_pages["run_id"]) == set(one_page["run_id"])
+    assert small_pages["run_id"].is_unique
+
+
+def test_tidy_columns_and_types(client_and_id) -> None:
+    client, exp_id = client_and_id
+    runs = fetch_runs(client, exp_id)
+    assert runs["seed"].dtype == "Int64"
+    assert runs["baseline"].dtype == bool
+    assert pd.api.types.is_datetime64_any_dtype(runs["start_time"])
+    assert (runs["duration_s"] == RUN_SECONDS).all()
+    assert runs["params.solver.lr"].iloc[0] == "0.001"
+    assert "metrics.final/mAP" in runs.columns
+    # the parent run is not a trial
+    assert set(runs["variant"]) == {r.variant for r in RUNS}
+    statuses = runs.groupby("status").size().to_dict()
+    assert statuses == {"FINISHED": 12, "FAILED": 2, "PRUNED": 1}
+
+
+def test_repeated_variant_seed_keeps_latest_finished(client_and_id) -> None:
+    client, exp_id = client_and_id
+    runs = fetch_runs(client, exp_id)
+    frcn = runs[(runs["variant"] == "frcn_vggm") & ~runs["superseded"]]
+    assert sorted(frcn["seed"].tolist()) == [0, 1, 2]
+    assert (frcn["status"] == "FINISHED").all()
+    # the older seed-1 run logged 0.99 and the older seed-0 run failed: both superseded
+    old = runs[runs["superseded"]]
+    assert len(old) == 2
+    assert set(old["status"]) == {"FAILED", "FINISHED"}
+    assert old.loc[old["status"] == "FINISHED", "metrics.final/mAP"].item() == 0.99
+
+
+def test_histories_are_read_per_step(client_and_id) -> None:
+    client, exp_id = client_and_id
+    runs = fetch_runs(client, exp_id)
+    row = runs[(runs["variant"] == "ohem_vggm") & (runs["seed"] == 1)].iloc[0]
+    hist = fetch_histories(client, [row["run_id"]], "train/loss_per_roi_all", workers=2)
+    assert hist["step"].tolist() == list(LOSS_STEPS)
+    assert hist["value"].tolist() == pytest.approx(
+        [loss_value("ohem_vggm", 1, s) for s in LOSS_STEPS]
+    )
+
+
+def test_unknown_experiment_lists_existing(store: str) -> None:
+    client = open_client(store)
+    with pytest.raises(TrackingError, match=f"no experiment named 'nope'.*{EXPERIMENT}"):
+        find_experiment(client, "nope", store)
+
+
+def test_missing_sqlite_file_is_an_error_not_a_new_store(tmp_path) -> None:
+    missing = tmp_path / "none.db"
+    with pytest.raises(TrackingError, match="no MLflow store there"):
+        open_client(f"sqlite:///{missing}")
+    assert not missing.exists()
