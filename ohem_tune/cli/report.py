@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from ohem_tune.cli.common import console, console_err
-
-
-def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else sqlite:///<cwd>/mlflow.db (as `ohem-tune run`)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def report(
@@ -22,7 +16,7 @@ def report(
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db].",
+        help="MLflow tracking URI [default: the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db].",
     ),
     out: Path = typer.Option(
         Path("reports"), "--out", help="Reports folder; writes OUT/<experiment>/."
@@ -42,7 +36,6 @@ def report(
 
     parse_formats(formats)  # fail on a bad --format before touching MLflow
     logging.getLogger("ohem_tune.report").setLevel(logging.ERROR)  # warnings are printed below
-    uri = tracking_uri or default_tracking_uri()
     command = ["ohem-tune", "report", source]
     for flag, value, default in (
         ("--tracking-uri", tracking_uri, None),
@@ -53,7 +46,12 @@ def report(
         if value is not None and value != default:
             command += [flag, value]
     result = build_report(
-        source, uri, out=out, formats=formats, experiment=experiment, command=shlex.join(command)
+        source,
+        tracking_uri,
+        out=out,
+        formats=formats,
+        experiment=experiment,
+        command=shlex.join(command),
     )
     for message in result.warnings:
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -59,10 +59,10 @@ class MinibatchBuilder(Dataset):
         """The image order of one epoch, from (seed, epoch)."""
         perm = self._perm_cache.get(epoch)
         if perm is None:
+            if len(self._perm_cache) >= 4:  # a batch spans at most two epochs
+                self._perm_cache.clear()
             rng = np.random.default_rng([self.seed, epoch, 0x5EED])
-            perm = rng.permutation(len(self.records))
-            self._perm_cache = {epoch: perm, **{k: v for k, v in self._perm_cache.items()
-                                                if k >= epoch - 1}}  # fmt: skip
+            perm = self._perm_cache[epoch] = rng.permutation(len(self.records))
         return perm
 
     def indices(self, iteration: int) -> list[int]:

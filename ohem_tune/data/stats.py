@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ohem_tune.data.boxes import box_iou
+from ohem_tune.data.boxes import box_iou, flip_boxes
 from ohem_tune.data.proposals import by_image_key
 from ohem_tune.data.records import DetectionDataset
 
@@ -64,7 +64,10 @@ def dataset_stats(
         below += int((best < bg_lo).sum())
         zero += int((best == 0).sum())
         if paintings is not None and len(paintings.get(str(record.image_id), ())):
-            hit = box_iou(record.proposals, paintings[str(record.image_id)]).max(axis=1) >= 0.5
+            boxes = paintings[str(record.image_id)]
+            if record.flipped:
+                boxes = flip_boxes(boxes, record.width)
+            hit = box_iou(record.proposals, boxes).max(axis=1) >= 0.5
             on_paint += int((hit & (best == 0)).sum())
     return DatasetStats(
         images=len(dataset),

@@ -237,7 +237,7 @@ def generate_image(spec: SyntheticSpec, split_index: int, index: int) -> Synthet
             rgb = _PAINTING_RGB[int(rng.integers(len(_PAINTING_RGB)))]
         tex = _texture(label, y2 - y1 + 1, x2 - x1 + 1, rgb, rng)
         canvas[y1 : y2 + 1, x1 : x2 + 1][mask] = tex[mask]
-        # Painted after the objects, so make sure no object pixel is covered (kept disjoint above).
+        # Disjoint from every object box (checked above): no object pixel is painted over.
         paintings.append(box)
     paintings_arr = np.array(paintings, dtype=np.float32).reshape(-1, 4)
 

@@ -67,7 +67,7 @@ def forward_minibatch(
     pool_strategy: PoolStrategy = "repool",
     ranking_dropout: bool = True,
     score_all: bool = False,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> StepOutput:
     """Forward one minibatch; `score_all` also computes the mean loss over all RoIs (metric)."""
     features = model.features(batch.images)

@@ -99,6 +99,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
             torch.backends.cudnn.deterministic = cfg.train.deterministic
         seed_everything(cfg.train.seed)
+        self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)  # fail fast on names
 
         self.train_set = build_dataset(cfg, "train")
         self.class_names = list(self.train_set.class_names)
@@ -113,7 +114,6 @@ class Trainer:
             )
             self.model.set_target_stats(means, stds)
         self.model.to(self.device).train()
-        self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)
         self.pool_strategy = resolve_pool_strategy(cfg.sampler.pool_strategy, self.device)
         self.optimizer = build_optimizer(self.model, cfg.solver)
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.solver)

@@ -79,12 +79,13 @@ def iterative_detect(
             past.append(cands)
 
     out = []
-    for past in history:
+    for past, img in zip(history, batch, strict=True):
         union = Candidates.cat(past)
         union = union.take(torch.nonzero(union.scores > test.score_thresh).flatten())
         kept = keep_top(union, test.nms_thresh, test.max_per_image)
         voted = box_voting(
             kept.boxes, union.boxes, union.scores, test.vote_iou, kept.labels, union.labels
         )
+        voted = clip_boxes(voted, img.height, img.width)  # a weighted mean may round past the edge
         out.append(Candidates(voted, kept.scores, kept.labels))
     return out

@@ -23,15 +23,15 @@ def compute_metrics(
     follows the headline; classes without GT have NaN AP and are left out of the means.
     """
     voc = voc_eval(dets, dataset)
-    metrics = {keys.MAP_AREA: voc.map_area}
+    coco_stats: dict[str, float] = {}
     if metric == "coco":
         coco = coco_eval(dets, dataset)
-        per_class = coco.per_class_ap
-        metrics[keys.MAP] = coco.stats["AP"]
-        metrics.update({keys.COCO_PREFIX + name: v for name, v in coco.stats.items()})
+        per_class, headline = coco.per_class_ap, coco.stats["AP"]
+        coco_stats = {keys.COCO_PREFIX + name: v for name, v in coco.stats.items()}
     else:
         ap = voc.ap_11point if metric == "voc07" else voc.ap_area
         per_class = {name: float(v) for name, v in zip(voc.class_names, ap, strict=True)}
-        metrics[keys.MAP] = voc.map_11point if metric == "voc07" else voc.map_area
+        headline = voc.map_11point if metric == "voc07" else voc.map_area
+    metrics = {keys.MAP: headline, keys.MAP_AREA: voc.map_area, **coco_stats}
     metrics.update({keys.AP_PREFIX + name: v for name, v in per_class.items()})
     return metrics, per_class

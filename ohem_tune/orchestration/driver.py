@@ -22,8 +22,8 @@ from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config
 from ohem_tune.errors import ConfigError, OhemTuneError, TrackingError
 from ohem_tune.orchestration import resume as resume_mod
-from ohem_tune.orchestration import trainable as tr
 from ohem_tune.orchestration import tracking
+from ohem_tune.orchestration import trainable as tr
 from ohem_tune.spec import Spec, TrialSpec, load_spec
 
 DEFAULT_STORAGE = "ray_results"
@@ -353,6 +353,10 @@ def run_plan(
         summary.wall_seconds = time.time() - command_start
         return summary
 
+    from ohem_tune.orchestration.cost import estimate_trial
+
+    # Longest first: the last trials to start are short, so slots do not idle at the end.
+    pending.sort(key=lambda t: -estimate_trial(t.config, resources).seconds)
     prepare_data(pending or plan.trials)
     started_ray = connect_ray(address, resources.gpu)
     try:
@@ -460,7 +464,7 @@ def _fit(
     if plan.optuna:
         flat_templates = [t.config.flat() for t in templates]
         points = _unfinished_points(plan, experiment_id)
-        searcher = build_searcher(spec, flat_templates, points)
+        searcher = build_searcher(spec, plan.profile, flat_templates, points)
         param_space: dict[str, Any] = {}
         num_samples = todo
     else:

@@ -39,16 +39,22 @@ def _suggest(trial: Any, key: str, param: SearchParam) -> Any:
     return trial.suggest_float(key, param.low, param.high, step=param.step, log=param.log)
 
 
-def build_searcher(spec: Spec, templates: list[dict[str, Any]], points: list[dict[str, Any]]):
+def build_searcher(
+    spec: Spec,
+    profile: str | None,
+    templates: list[dict[str, Any]],
+    points: list[dict[str, Any]],
+):
     """OptunaSearch (TPE, seeded) over the spec's params; `points` are evaluated first."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    assert spec.search is not None
-    sampler = optuna.samplers.TPESampler(seed=spec.search.seed)
+    search = spec.search_for(profile)
+    assert search is not None
+    sampler = optuna.samplers.TPESampler(seed=search.seed)
     metric, mode = decision_metric(spec)
     return OptunaSearch(
-        space=OptunaSpace(spec.search.params, templates),
+        space=OptunaSpace(search.params, templates),
         metric=metric,
         mode=mode,
         sampler=sampler,

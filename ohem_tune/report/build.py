@@ -13,13 +13,20 @@ import pandas as pd
 
 from ohem_tune import tracking_keys as K
 from ohem_tune.errors import ConfigError, TrackingError
-from ohem_tune.report import figures
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.index import index_page
 from ohem_tune.report.latex import standalone_document, table_to_latex
 from ohem_tune.report.layout import Layout, is_spec_path, layout_from_runs, layout_from_spec
 from ohem_tune.report.markdown import table_to_markdown
-from ohem_tune.report.runs import fetch_histories, fetch_runs, find_experiment, open_client
+from ohem_tune.report.runs import (
+    fetch_histories,
+    fetch_invocations,
+    fetch_runs,
+    find_experiment,
+    open_client,
+    resolve_tracking_uri,
+    superseded_configs,
+)
 from ohem_tune.report.table import Table
 from ohem_tune.report.tables import (
     AP_PREFIX,
@@ -114,7 +121,7 @@ def _clear_previous(out_dir: Path) -> None:
 
 def build_report(
     source: str,
-    tracking_uri: str,
+    tracking_uri: str | None = None,
     out: str | Path = "reports",
     formats: str | Sequence[str] = FORMATS,
     experiment: str | None = None,
@@ -123,15 +130,21 @@ def build_report(
     """Read the experiment's trial runs from MLflow and write the report under out/<experiment>/.
 
     `source` is a spec YAML (rows, order, tables, paper numbers) or an MLflow experiment name.
+    `tracking_uri` defaults to the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db (as
+    `ohem-tune run`).
     """
     started = time.perf_counter()
     fmt = parse_formats(formats)
     spec_layout = layout_from_spec(source, experiment) if is_spec_path(source) else None
     name = spec_layout.experiment if spec_layout else (experiment or source)
+    tracking_uri = resolve_tracking_uri(
+        tracking_uri or (spec_layout.tracking_uri if spec_layout else None)
+    )
 
     client = open_client(tracking_uri)
     experiment_id = find_experiment(client, name, tracking_uri)
     runs = fetch_runs(client, experiment_id)
+    invocations = fetch_invocations(client, experiment_id)
     if runs.empty:
         raise TrackingError(
             f"{tracking_uri}: experiment '{name}' has no trial runs (tag {K.TAG_ROLE}=trial); "
@@ -144,11 +157,16 @@ def build_report(
         counts = data.runs["variant"].value_counts()
         listed = ", ".join(f"`{v}` ({counts[v]} runs)" for v in data.unplaced)
         result.warnings.append(f"runs of variants not in the spec were left out: {listed}")
+    for variant, n in superseded_configs(runs).items():
+        result.warnings.append(
+            f"variant `{variant}` was run with {n} configurations (profiles or search points); "
+            "only the one run last enters the tables (all runs are in runs.parquet)"
+        )
     superseded = int(runs["superseded"].sum())
     if superseded:
         result.warnings.append(
-            f"{superseded} run(s) repeat a (variant, seed) already run; the latest finished one "
-            "of each is used (all are in runs.parquet, column superseded)"
+            f"{superseded} run(s) are superseded by a later run of the same trial or a later "
+            "configuration of the variant; they are left out (column superseded in runs.parquet)"
         )
 
     want_history = "png" in fmt or "parquet" in fmt
@@ -173,6 +191,8 @@ def build_report(
             histories.to_parquet(write.path("loss_history.parquet"), index=False)
     figure_files: list[tuple[str, str]] = []
     if "png" in fmt:
+        from ohem_tune.report import figures  # matplotlib only when figures are wanted
+
         for fig_name, caption, made in (
             (
                 "fig_loss_per_roi.png",
@@ -214,6 +234,7 @@ def build_report(
             result.tables,
             figure_files,
             warnings=result.warnings,
+            invocations=invocations,
             command=command or f"ohem-tune report {source}",
             formats=fmt,
         )
@@ -224,6 +245,8 @@ def build_report(
 
 
 def _cost_fig(tables: list[Table], path: Path) -> Path | None:
+    from ohem_tune.report import figures
+
     cost = next((t for t in tables if t.key == "cost"), None)
     return figures.cost_figure(cost, path) if cost is not None and cost.rows else None
 

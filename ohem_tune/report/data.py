@@ -58,6 +58,7 @@ class ReportData:
         self._groups = {
             str(name): group for name, group in self.runs.groupby("variant", sort=False)
         }
+        self._finished: dict[str, pd.DataFrame] = {}
 
     # --- per-variant views -------------------------------------------------------------------
     def runs_of(self, variant: Variant) -> pd.DataFrame:
@@ -66,8 +67,10 @@ class ReportData:
 
     def finished(self, variant: Variant) -> pd.DataFrame:
         """The variant's finished runs: the ones that enter means."""
-        runs = self.runs_of(variant)
-        return runs[runs["status"] == INCLUDED_STATUS]
+        if variant.name not in self._finished:
+            runs = self.runs_of(variant)
+            self._finished[variant.name] = runs[runs["status"] == INCLUDED_STATUS]
+        return self._finished[variant.name]
 
     def has_metric(self, column: str) -> bool:
         """True when any finished run has a value in `column`."""

@@ -79,15 +79,23 @@ def map_figure(data: ReportData, path: Path) -> Path | None:
         return None
     fig = Figure(figsize=(max(5.0, 0.9 * len(variants) + 2.0), 4.5))
     ax = fig.add_subplot()
+    stats = [data.summary(v, MAP) for v in variants]
+    xs = list(range(len(variants)))
+    means = [s.mean * 100 for s in stats]
+    ax.bar(xs, means, color=["C1" if v.baseline else "C0" for v in variants], alpha=0.7)
+    ax.errorbar(
+        xs, means, yerr=[(s.std or 0.0) * 100 for s in stats], fmt="none", ecolor="k", capsize=4
+    )
+    seed_x, seed_y = [], []
     for i, v in enumerate(variants):
-        stats = data.summary(v, MAP)
-        seeds = list(data.by_seed(v, MAP).values())
-        ax.bar(i, stats.mean * 100, color="C0" if not v.baseline else "C1", alpha=0.7)
-        if stats.std is not None:
-            ax.errorbar(i, stats.mean * 100, yerr=stats.std * 100, color="k", capsize=4)
-        ax.scatter([i] * len(seeds), [s * 100 for s in seeds], color="k", s=10, zorder=3)
-        if v.paper_map is not None:
-            ax.scatter([i], [v.paper_map], marker="x", color="C3", s=40, zorder=3)
+        values = data.by_seed(v, MAP).values()
+        seed_x += [i] * len(values)
+        seed_y += [x * 100 for x in values]
+    ax.scatter(seed_x, seed_y, color="k", s=10, zorder=3)
+    paper_x = [i for i, v in enumerate(variants) if v.paper_map is not None]
+    paper_y = [variants[i].paper_map for i in paper_x]
+    if paper_x:
+        ax.scatter(paper_x, paper_y, marker="x", color="C3", s=40, zorder=3)
     ax.set_xticks(range(len(variants)))
     ax.set_xticklabels([v.name for v in variants], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("VOC07 mAP (%)")

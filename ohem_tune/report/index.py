@@ -28,12 +28,12 @@ def _counts(series: pd.Series) -> str:
     values = series.dropna()
     values = values[values.astype(str) != ""]
     if values.empty:
-        return "not recorded"
+        return "none recorded"
     counts = values.astype(str).value_counts()
     return ", ".join(f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in counts.items())
 
 
-def provenance_lines(data: ReportData) -> list[str]:
+def provenance_lines(data: ReportData, invocations: pd.DataFrame | None = None) -> list[str]:
     """Where the runs ran (devices, hosts, profiles) and how long they took."""
     runs = data.all_runs
     lines = [
@@ -51,6 +51,13 @@ def provenance_lines(data: ReportData) -> list[str]:
         lines.append(
             f"- Wall time (first trial start to last trial end): {format_duration(span)} "
             f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)"
+        )
+    if invocations is not None and len(invocations):
+        spans = (invocations["end_time"] - invocations["start_time"]).dt.total_seconds()
+        lines.append(
+            f"- `ohem-tune run` invocations: {len(invocations)}, "
+            f"{format_duration(float(spans.sum(min_count=1)))} in all "
+            "(parent runs: Ray start-up, scheduling and evaluation included)"
         )
     return lines
 
@@ -85,6 +92,7 @@ def index_page(
     warnings: Sequence[str],
     command: str,
     formats: Sequence[str],
+    invocations: pd.DataFrame | None = None,
 ) -> str:
     """README.md of the report folder: embeds every table and figure."""
     exp = data.layout.experiment
@@ -98,7 +106,7 @@ def index_page(
         "",
         "## Machine and time",
         "",
-        *provenance_lines(data),
+        *provenance_lines(data, invocations),
         *_cpu_caveat(data),
     ]
     if warnings:

@@ -40,6 +40,7 @@ class Layout:
     variants: tuple[Variant, ...]
     tables: tuple[str, ...] | None  # None: every table the data supports
     spec_path: Path | None = None
+    tracking_uri: str | None = None  # the spec's tracking.uri, if it sets one
 
     def variant(self, name: str) -> Variant | None:
         """The row named `name`, if the layout has it."""
@@ -96,7 +97,7 @@ def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
     explicit = "report" in spec.model_fields_set and "tables" in spec.report.model_fields_set
     tables = tuple(dict.fromkeys(spec.report.tables)) if explicit else None
     name = experiment or spec.tracking.experiment or spec.name
-    return Layout(name, variants, tables, path)
+    return Layout(name, variants, tables, path, spec.tracking.uri)
 
 
 def layout_from_runs(experiment: str, runs: pd.DataFrame) -> Layout:

@@ -1,8 +1,9 @@
 """Read trial runs from MLflow (paged) into a tidy table: one row per run, typed columns.
 
 Columns: run_id, variant, variant_order, label, model, baseline, paper_map, seed, status, error,
-device, host, profile, trial_id, parent_run_id, start_time, end_time, duration_s, superseded,
-then `params.<dotted key>` (strings as logged) and `metrics.<key>` (latest value of each metric).
+device, host, profile, trial_id, config_hash, parent_run_id, start_time, end_time, duration_s,
+superseded (left out of the tables: see `_mark_superseded`), then `params.<dotted key>` (strings
+as logged) and `metrics.<key>` (latest value of each metric).
 """
 
 from __future__ import annotations
@@ -35,12 +36,30 @@ CORE_COLUMNS = (
     "host",
     "profile",
     "trial_id",
+    "config_hash",
     "parent_run_id",
     "start_time",
     "end_time",
     "duration_s",
     "superseded",
 )
+
+
+def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
+    """As `ohem-tune run` does: default sqlite:///<cwd>/mlflow.db; relative paths made absolute."""
+    base = (cwd or Path.cwd()).resolve()
+    if not uri:
+        return f"sqlite:///{base / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        return f"sqlite:///{path if path.is_absolute() else (base / path).resolve()}"
+    if uri.startswith("file:"):
+        path = Path(uri.removeprefix("file://").removeprefix("file:"))
+        return path.as_uri() if path.is_absolute() else (base / path).resolve().as_uri()
+    if "://" not in uri:  # a bare path: a .db file is SQLite, anything else a file store
+        path = (base / uri).resolve()
+        return f"sqlite:///{path}" if path.suffix == ".db" else path.as_uri()
+    return uri
 
 
 def open_client(tracking_uri: str) -> Any:
@@ -73,15 +92,17 @@ def find_experiment(client: Any, name: str, tracking_uri: str) -> str:
     return exp.experiment_id
 
 
-def iter_trial_runs(client: Any, experiment_id: str, page_size: int = PAGE_SIZE) -> Iterator[Any]:
-    """Every active trial run of the experiment, fetched page by page."""
+def iter_trial_runs(
+    client: Any, experiment_id: str, page_size: int = PAGE_SIZE, role: str = "trial"
+) -> Iterator[Any]:
+    """Every active run of the experiment with the given role tag, fetched page by page."""
     from mlflow.entities import ViewType
 
     token = None
     while True:
         page = client.search_runs(
             experiment_ids=[experiment_id],
-            filter_string=f"tags.`{K.TAG_ROLE}` = 'trial'",
+            filter_string=f"tags.`{K.TAG_ROLE}` = '{role}'",
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=page_size,
             page_token=token,
@@ -129,6 +150,7 @@ def run_record(run: Any) -> dict[str, Any]:
         "host": tags.get(K.TAG_HOST),
         "profile": tags.get(K.TAG_PROFILE),
         "trial_id": tags.get(K.TAG_TRIAL_ID),
+        "config_hash": tags.get(K.TAG_CONFIG_HASH),
         "parent_run_id": tags.get("mlflow.parentRunId"),
         "start_time": start,
         "end_time": end,
@@ -143,8 +165,9 @@ def run_record(run: Any) -> dict[str, Any]:
 def runs_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Tidy, typed DataFrame from run records, sorted by variant order, variant, seed."""
     frame = pd.DataFrame.from_records(list(records))
-    if frame.empty:
-        frame = pd.DataFrame(columns=list(CORE_COLUMNS))
+    for col in CORE_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = False if col == "superseded" else None
     for col in ("variant_order", "seed"):
         frame[col] = pd.array(frame[col], dtype="Int64")
     for col in ("start_time", "end_time"):
@@ -164,17 +187,38 @@ def runs_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _mark_superseded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep one run per (variant, seed): the latest FINISHED one, else the latest; flag the rest."""
+    """Flag runs that must not enter the tables, so each row aggregates one configuration.
+
+    1. Re-runs of one trial (variant, config, seed): the latest FINISHED run is kept, else the
+       latest run.
+    2. A variant run under several configurations (another profile, search points): only the
+       configuration run most recently is kept.
+    """
     if frame.empty:
         return frame
-    finished = (frame["status"] == INCLUDED_STATUS).astype(int)
-    order = frame.assign(_fin=finished, _end=frame["end_time"].fillna(frame["start_time"]))
-    order = order.sort_values(["_fin", "_end"], ascending=[False, False], kind="stable")
-    keyed = order[order["seed"].notna()]
-    dup = keyed.duplicated(subset=["variant", "seed"], keep="first")
     frame = frame.copy()
+    config = frame["config_hash"].fillna("")
+    finished = (frame["status"] == INCLUDED_STATUS).astype(int)
+    order = frame.assign(
+        _config=config, _fin=finished, _end=frame["end_time"].fillna(frame["start_time"])
+    ).sort_values(["_fin", "_end"], ascending=[False, False], kind="stable")
+    keyed = order[order["seed"].notna()]
+    dup = keyed.duplicated(subset=["variant", "_config", "seed"], keep="first")
     frame.loc[dup[dup].index, "superseded"] = True
+
+    latest = order.sort_values("start_time", ascending=False, kind="stable")
+    newest_config = latest.drop_duplicates("variant").set_index("variant")["_config"]
+    other = config.ne(frame["variant"].map(newest_config))
+    frame.loc[other, "superseded"] = True
     return frame
+
+
+def superseded_configs(frame: pd.DataFrame) -> dict[str, int]:
+    """Variants whose runs span several configurations -> how many configurations."""
+    if frame.empty:
+        return {}
+    counts = frame.assign(_c=frame["config_hash"].fillna("")).groupby("variant")["_c"].nunique()
+    return {str(v): int(n) for v, n in counts.items() if n > 1}
 
 
 def fetch_runs(client: Any, experiment_id: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
@@ -182,15 +226,53 @@ def fetch_runs(client: Any, experiment_id: str, page_size: int = PAGE_SIZE) -> p
     return runs_frame([run_record(r) for r in iter_trial_runs(client, experiment_id, page_size)])
 
 
+def fetch_invocations(client: Any, experiment_id: str) -> pd.DataFrame:
+    """The parent runs (one per `ohem-tune run` invocation): run_id, start_time, end_time."""
+    rows = [
+        (r.info.run_id, r.info.start_time, r.info.end_time)
+        for r in iter_trial_runs(client, experiment_id, role="parent")
+    ]
+    frame = pd.DataFrame(rows, columns=["run_id", "start_time", "end_time"])
+    for col in ("start_time", "end_time"):
+        frame[col] = pd.to_datetime(frame[col], unit="ms", utc=True)
+    return frame
+
+
 def fetch_histories(
-    client: Any, run_ids: Sequence[str], key: str, workers: int = 8
+    client: Any, run_ids: Sequence[str], key: str, workers: int = 4
 ) -> pd.DataFrame:
-    """Per-step history of metric `key` for the runs: columns run_id, step, value."""
+    """Per-step history of metric `key` for the runs: columns run_id, step, value.
 
-    def one(run_id: str) -> list[tuple[str, int, float]]:
-        return [(run_id, m.step, m.value) for m in client.get_metric_history(run_id, key)]
+    Database-backed stores answer in one query per chunk of runs (MLflow's bulk history read);
+    other stores (e.g. a tracking server) are asked run by run, a few requests at a time.
+    """
+    rows = _bulk_histories(client, run_ids, key)
+    if rows is None:
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        rows = [row for chunk in pool.map(one, run_ids) for row in chunk]
+        def one(run_id: str) -> list[tuple[str, int, float]]:
+            return [(run_id, m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            rows = [row for chunk in pool.map(one, run_ids) for row in chunk]
     frame = pd.DataFrame(rows, columns=["run_id", "step", "value"])
-    return frame.astype({"step": "int64", "value": "float64"})
+    frame = frame.astype({"run_id": "object", "step": "int64", "value": "float64"})
+    return frame.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def _bulk_histories(
+    client: Any, run_ids: Sequence[str], key: str, chunk: int = 500
+) -> list[tuple[str, int, float]] | None:
+    """One query per `chunk` runs through the SQL store's bulk read; None where unsupported."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    if bulk is None:
+        return None
+    rows: list[tuple[str, int, float]] = []
+    for i in range(0, len(run_ids), chunk):
+        part = list(run_ids[i : i + chunk])
+        try:
+            found = bulk(part, key, max_results=2**31 - 1)
+        except NotImplementedError:
+            return None
+        rows += [(m.run_id, m.step, m.value) for m in found]
+    return rows

@@ -21,6 +21,11 @@ from ohem_tune.modeling.losses import per_roi_losses
 from ohem_tune.modeling.matching import RoITargets
 from ohem_tune.tracking_keys import FG_FRACTION, NUM_SELECTED
 
+# Pooled features of one ranking chunk: bounds the pass's transient memory (~8 MiB: 190 RoIs of
+# 224 x 7 x 7 fp32, or the 64-RoI floor for 512 x 7 x 7) so OHEM's peak stays near the heuristic's;
+# 64+ rows keep the fc6 matrix product efficient.
+CHUNK_BYTES = 8 * 2**20
+
 
 class RoILosses(Protocol):
     """Per-RoI losses over all RoIs of the minibatch: (loss_cls (R,), loss_bbox (R,))."""
@@ -44,7 +49,7 @@ class RankingPass:
         norm_targets: torch.Tensor,
         dropout: bool = True,
         pooled: torch.Tensor | None = None,
-        chunk_size: int = 1024,
+        chunk_size: int | None = None,
     ):
         self.model = model
         self.features = features
@@ -73,12 +78,19 @@ class RankingPass:
                 head.train(was_training)
         return self._cache
 
+    def auto_chunk_size(self, features: torch.Tensor) -> int:
+        """RoIs per chunk so one chunk's pooled features take about CHUNK_BYTES."""
+        size = self.model.pooler.output_size
+        per_roi = features.shape[1] * size * size * features.element_size()
+        return max(64, CHUNK_BYTES // per_roi)
+
     def _run(self) -> tuple[torch.Tensor, torch.Tensor]:
         rois, labels, tgt = self.targets.rois, self.targets.labels, self.norm_targets
         features = self.features.detach()
+        chunk = self.chunk_size or self.auto_chunk_size(features)
         out_cls, out_box = [], []
-        for start in range(0, rois.shape[0], self.chunk_size):
-            sl = slice(start, start + self.chunk_size)
+        for start in range(0, rois.shape[0], chunk):
+            sl = slice(start, start + chunk)
             if self.pooled is not None:
                 pooled = self.pooled[sl].detach()
             else:

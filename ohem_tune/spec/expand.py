@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from ohem_tune import tracking_keys as tk
-from ohem_tune.config import Config, ConfigError, build_config, deep_merge, parse_overrides, read_yaml
+from ohem_tune.config import (
+    Config,
+    ConfigError,
+    build_config,
+    deep_merge,
+    parse_overrides,
+    read_yaml,
+)
 from ohem_tune.config.errors import suggest
 from ohem_tune.config.model import Backbone
 from ohem_tune.spec.schema import ResourcesSpec, seed_list
@@ -166,6 +173,8 @@ def variant_tree(
         tree = deep_merge(tree, dotted_tree(variant.by_profile[profile]))
     if point:
         tree = deep_merge(tree, dotted_tree(point))
+    if prof is not None and prof.scale:
+        tree = _scaled(tree, prof.scale, spec, profile)
     if overrides:
         tree = deep_merge(tree, parse_overrides(overrides))
     if prof is not None and prof.backbone_map:
@@ -173,6 +182,36 @@ def variant_tree(
         if backbone in prof.backbone_map:
             tree = deep_merge(tree, {"model": {"backbone": prof.backbone_map[backbone]}})
     return tree
+
+
+def _scaled(
+    tree: dict[str, Any], factors: Mapping[str, float], spec: Spec, profile: str | None
+) -> dict[str, Any]:
+    """Multiply the dotted numeric fields named in `factors` (defaults come from Config)."""
+    defaults = Config().flat()
+    current = {**defaults, **_flat(tree)}
+    updates: dict[str, Any] = {}
+    for key, factor in factors.items():
+        value = current.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(
+                f"{spec.where}: profiles.{profile}.scale.{key}: not a numeric config field"
+                f"{suggest(key, [k for k, v in defaults.items() if isinstance(v, int | float)])}"
+            )
+        scaled = value * factor
+        updates[key] = int(round(scaled)) if isinstance(value, int) else scaled
+    return deep_merge(tree, dotted_tree(updates))
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(_flat(value, dotted))
+        else:
+            out[dotted] = value
+    return out
 
 
 def check_backbone_maps(spec: Spec) -> None:
@@ -188,9 +227,9 @@ def check_backbone_maps(spec: Spec) -> None:
                     )
 
 
-def check_search(spec: Spec, cfg: Config, where: str) -> None:
+def check_search(spec: Spec, cfg: Config, where: str, profile: str | None) -> None:
     """Search keys must be config fields that accept their values; conditions must name fields."""
-    search = spec.search
+    search = spec.search_for(profile)
     if search is None:
         return
     flat = cfg.flat()
@@ -245,11 +284,21 @@ def expand(
     check_backbone_maps(spec)
     resources = resources_for(spec, chosen)
     seed_values = seeds_for(spec, chosen, seeds)
-    search = spec.search
+    search = spec.search_for(chosen)
     if search is not None and search.uses_optuna and len(seed_values) > 1:
         raise ConfigError(
             f"{spec.where}: seeds: an Optuna search runs one seed per sample, got "
             f"{len(seed_values)} seeds; use seeds: 1 (re-run the best config with more seeds)"
+        )
+    if (
+        search is not None
+        and search.uses_optuna
+        and spec.scheduler.type != "none"
+        and spec.scheduler.metric != search.metric
+    ):
+        raise ConfigError(
+            f"{spec.where}: scheduler.metric: '{spec.scheduler.metric}' differs from "
+            f"search.metric '{search.metric}'; Optuna and ASHA must decide on the same metric"
         )
     points = search.grid_points() if search is not None else [{}]
     trials: list[TrialSpec] = []
@@ -265,7 +314,7 @@ def expand(
             if cfg.train.max_iter < 1:
                 raise ConfigError(f"{where}: train.max_iter: must be >= 1")
             check_scheduler(spec, cfg, where)
-            check_search(spec, cfg, where)
+            check_search(spec, cfg, where, chosen)
             name = variant.name
             if point:
                 name += "@" + ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())

@@ -24,7 +24,11 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def build_spec(data: dict[str, Any], source: str | Path | None = None) -> Spec:
-    """Validate a mapping into a Spec (one-line ConfigError naming the dotted field)."""
+    """Validate a mapping into a Spec (one-line ConfigError naming the dotted field).
+
+    Top-level keys starting with `x-` are ignored: a place for YAML anchors shared by rows.
+    """
+    data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
     try:
         spec = Spec.model_validate(data)
     except ValidationError as err:

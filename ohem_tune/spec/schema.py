@@ -53,6 +53,11 @@ class Profile(Section):
     backbone_map: dict[str, str] = Field(
         default_factory=dict, description="paper trunk -> stand-in trunk at this scale"
     )
+    scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="multiply numeric fields of every variant, e.g. {solver.lr: 10}: keeps the "
+        "paper's ratios between rows while moving the whole table to this scale",
+    )
     resources: ResourcesOverride = ResourcesOverride()
     seeds: int | list[int] | None = None
 
@@ -157,6 +162,30 @@ class Spec(Section):
 
         return expand(self, profile, seeds, overrides)
 
+    def search_for(self, profile: str | None) -> SearchSpec | None:
+        """The search with the profile's `scale` factors applied to its ranges and grids."""
+        if self.search is None or profile is None or not self.profiles[profile].scale:
+            return self.search
+        factors = self.profiles[profile].scale
+        params = {}
+        for key, param in self.search.params.items():
+            factor = factors.get(key)
+            if factor is None:
+                params[key] = param
+            elif param.type == "categorical":
+                choices = [c * factor if _numeric(c) else c for c in param.choices or []]
+                params[key] = param.model_copy(update={"choices": choices})
+            else:
+                low, high = param.low * factor, param.high * factor  # type: ignore[operator]
+                if param.type == "int":
+                    low, high = round(low), round(high)
+                params[key] = param.model_copy(update={"low": low, "high": high})
+        grid = {
+            k: [v * factors[k] if _numeric(v) else v for v in values] if k in factors else values
+            for k, values in self.search.grid.items()
+        }
+        return self.search.model_copy(update={"params": params, "grid": grid})
+
     def variant(self, name: str) -> Variant:
         """The variant called `name` (ConfigError with a did-you-mean otherwise)."""
         from ohem_tune.config.errors import suggest
@@ -217,6 +246,10 @@ class Spec(Section):
                 except ValueError as exc:
                     raise ValueError(f"profiles.{name}.seeds: {exc}") from None
         return self
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def check_seeds(value: int | list[int]) -> int | list[int]:

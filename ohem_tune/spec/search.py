@@ -84,7 +84,7 @@ class SearchSpec(Section):
 
     params: dict[str, SearchParam] = Field(default_factory=dict)
     grid: dict[str, list[ParamValue]] = Field(default_factory=dict)
-    num_samples: int = Field(8, ge=1, description="Optuna trials (per grid point)")
+    num_samples: int = Field(8, ge=1, description="Optuna trials in all (over every template)")
     metric: str = "eval/mAP"
     mode: Literal["max", "min"] = "max"
     seed: int = Field(0, ge=0, description="Optuna sampler seed (TPE)")

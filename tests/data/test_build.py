@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ohem_tune.config import Config
 from ohem_tune.data.build import build_dataset, synthetic_root
 from ohem_tune.data.synthetic import CLASS_NAMES, META_FILE
 from ohem_tune.data.transforms import load_image
+from ohem_tune.errors import DataError
 
 
 def test_synthetic_is_generated_once_and_reused(tiny_cfg: Config):
@@ -48,3 +50,11 @@ def test_train_split_appends_mirrored_copies(tiny_cfg: Config):
     a = load_image(orig)[y1 : y2 + 1, x1 : x2 + 1]
     b = load_image(flip)[fy1 : fy2 + 1, fx1 : fx2 + 1]
     assert np.array_equal(a[:, ::-1], b)
+
+
+def test_unwritable_cache_is_a_one_line_error(tiny_cfg: Config, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    tiny_cfg.dataset.synthetic.cache_dir = blocker / "cache"
+    with pytest.raises(DataError, match="cannot write the synthetic dataset cache"):
+        build_dataset(tiny_cfg, "test")

@@ -60,3 +60,20 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path, monkeypatch, capsys):
 def test_inspect_rejects_unknown_format(tmp_path: Path, monkeypatch, capsys, fmt):
     code, _, err = _run(monkeypatch, capsys, "data", "inspect", str(tmp_path), "--format", fmt)
     assert code == 2 and "--format: unknown format 'yaml'" in err
+
+
+def test_inspect_a_config_uses_its_bg_lo_and_split(tmp_path: Path, monkeypatch, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "dataset:\n  synthetic:\n    preset: tiny\n"
+        f"    cache_dir: {tmp_path / 'cache'}\nsampler:\n  bg_lo: 0.2\n"
+    )
+    code, text, err = _run(
+        monkeypatch, capsys, "data", "inspect", "-c", str(cfg), "--split", "test"
+    )
+    assert code == 0, err
+    assert "8 images" in text and "heuristic background: [0.2, 0.5)" in text
+    code, text, _ = _run(monkeypatch, capsys, "data", "inspect", "-c", str(cfg))
+    assert code == 0 and "32 images" in text  # trainval -> train: 16 images + flipped copies
+    code, _, err = _run(monkeypatch, capsys, "data", "inspect", "-c", str(cfg), "--split", "val")
+    assert code == 2 and "--split: with --config the split is train or test" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,20 @@ def test_synthetic_voc_and_coco_give_identical_records(tiny_cfg: Config, split: 
         for name in ("boxes", "labels", "difficult", "iscrowd"):
             assert np.array_equal(getattr(v, name), getattr(c, name)), name
             assert getattr(v, name).dtype == getattr(c, name).dtype
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(categories=[]), "no categories"),
+        (lambda d: d["annotations"][0].update(category_id=99), "unknown category_id 99"),
+        (lambda d: d["images"][0].pop("width"), "image 101 has no width/height"),
+    ],
+)
+def test_coco_bad_annotations(tmp_path: Path, edit, message):
+    path = make_coco(tmp_path)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message):
+        load_coco(path, tmp_path)

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from ohem_tune.evaluation.voc import voc_ap, voc_eval
+from ohem_tune import tracking_keys as keys
+from ohem_tune.evaluation.metrics import compute_metrics
+from ohem_tune.evaluation.voc import _class_score_order, voc_ap, voc_eval
 from tests.evaluation.helpers import dataset, dets, record
 from tests.evaluation.voc_loop import voc_eval_loop
 
@@ -153,3 +155,37 @@ def test_vectorised_matches_devkit_loop_on_random_data(seed):
     np.testing.assert_allclose(result.ap_11point, loop07, rtol=0, atol=1e-12)
     np.testing.assert_allclose(result.ap_area, loop10, rtol=0, atol=1e-12)
     assert 0 < result.map_area < 1  # a non-trivial case
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [("voc07", (4 * 1 + 3 * 2 / 3 + 4 * 3 / 5) / 11), ("voc10", (1 + 2 / 3 + 3 / 5) / 3)],
+)
+def test_headline_metric_follows_test_metric(metric, expected):
+    data = dataset([record("i1", [A, B], [1, 1]), record("i2", [C], [1])], ("a", "b"))
+    miss = (80, 0, 99, 19)
+    table = dets(
+        [
+            ("i1", 1, *A, 0.9),
+            ("i1", 1, *miss, 0.8),
+            ("i1", 1, *B, 0.7),
+            ("i2", 1, *miss, 0.6),
+            ("i2", 1, *C, 0.5),
+        ]
+    )
+    metrics, per_class = compute_metrics(table, data, metric)
+    assert metrics[keys.MAP] == pytest.approx(expected, abs=1e-12)  # class b has no GT: left out
+    assert metrics[keys.MAP_AREA] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3, abs=1e-12)
+    assert metrics[keys.AP_PREFIX + "a"] == per_class["a"] == metrics[keys.MAP]
+    assert math.isnan(metrics[keys.AP_PREFIX + "b"])
+
+
+def test_class_score_order_is_a_stable_two_key_sort():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(1, 4, 500)
+    scores = np.round(rng.random(500), 1)  # many ties
+    expected = np.lexsort((np.arange(500), -scores, labels))
+    np.testing.assert_array_equal(_class_score_order(labels, scores), expected)
+    # labels too large for the packed key take the two-sort path, same order
+    big = labels * 2**55
+    np.testing.assert_array_equal(_class_score_order(big, scores), expected)

@@ -75,3 +75,38 @@ def test_missing_sqlite_file_is_an_error_not_a_new_store(tmp_path) -> None:
     with pytest.raises(TrackingError, match="no MLflow store there"):
         open_client(f"sqlite:///{missing}")
     assert not missing.exists()
+
+
+def _record(run_id: str, variant: str, seed: int, config: str, status: str, start: int) -> dict:
+    return {
+        "run_id": run_id,
+        "variant": variant,
+        "variant_order": 0,
+        "baseline": False,
+        "paper_map": None,
+        "seed": seed,
+        "status": status,
+        "config_hash": config,
+        "start_time": start,
+        "end_time": start + 10,
+        "duration_s": 0.01,
+        "superseded": False,
+    }
+
+
+def test_one_configuration_per_variant_enters_the_tables() -> None:
+    from ohem_tune.report.runs import runs_frame, superseded_configs
+
+    frame = runs_frame(
+        [
+            _record("old0", "a", 0, "cfgX", "FINISHED", 100),  # an earlier profile / search point
+            _record("old1", "a", 1, "cfgX", "FINISHED", 200),
+            _record("new0", "a", 0, "cfgY", "FINISHED", 300),
+            _record("new1-ok", "a", 1, "cfgY", "FINISHED", 400),
+            _record("new1-retry", "a", 1, "cfgY", "FAILED", 500),  # a later failed re-run
+            _record("b0", "b", 0, "cfgZ", "FINISHED", 50),
+        ]
+    )
+    kept = set(frame.loc[~frame["superseded"], "run_id"])
+    assert kept == {"new0", "new1-ok", "b0"}
+    assert superseded_configs(frame) == {"a": 2}

@@ -1,0 +1,304 @@
+"""OHEM's cost over the heuristic sampler, measured side by side in one run.
+
+For each setting, on the same minibatches and the same model initialisation, one SGD iteration
+(forward, backward, update) of:
+  heuristic    Fast R-CNN's sampler (pools and back-propagates only the B selected RoIs)
+  ohem         ours: no-grad ranking pass over all RoIs, then re-pool the selected with grad
+  ohem_reuse   ours, variant: pool all RoIs once with grad, rank from it, index the selected
+  naive        full autograd forward of pool + head over all RoIs, loss masked to the selected
+and, timed alone, the read-only RoI-head pass over all RoIs (pooling included). OHEM's floor =
+(heuristic + read-only pass) / heuristic: the one cost OHEM cannot avoid.
+
+Timing: methods run round-robin (one iteration each per round) so machine-load drift hits all
+alike; medians are reported. Memory: each method in a fresh subprocess. CUDA ->
+torch.cuda.max_memory_allocated minus what was allocated before the first step. CPU -> the
+kernel's peak-RSS mark (VmHWM) is reset after the model and data are built
+(/proc/self/clear_refs); peak RSS minus the RSS at that point is the training steps' working
+memory (optimizer state included). The ratio of whole-process peaks (model, data and the torch
+runtime included) is printed too.
+
+Settings: `paper` = VGG_CNN_M_1024 trunk (from-scratch weights) at 600 x 800 px, 2000
+proposals per image, N = 2, B = 128, roi_pool; `cpu` = configs/local.yaml (small_vggm, 128 px,
+~400 proposals per image, roi_align), on real minibatches of the synthetic small set.
+
+    .venv/bin/python benchmarks/ohem_overhead.py --settings cpu,paper --iters 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ohem_tune.config import Config, build_config, load_config  # noqa: E402
+from ohem_tune.data.records import Minibatch  # noqa: E402
+from ohem_tune.engine.step import forward_minibatch  # noqa: E402
+from ohem_tune.modeling import build_model  # noqa: E402
+from ohem_tune.modeling.matching import match_minibatch  # noqa: E402
+from ohem_tune.samplers import RankingPass, build_sampler  # noqa: E402
+from ohem_tune.solver import build_optimizer  # noqa: E402
+
+METHODS = {  # name -> (sampler, pool strategy)
+    "heuristic": ("heuristic", "repool"),
+    "ohem": ("ohem", "repool"),
+    "ohem_reuse": ("ohem", "reuse"),
+    "naive": ("ohem", "naive"),
+}
+
+
+# ----------------------------------------------------------------------------- settings
+def paper_setting(num_batches: int) -> tuple[Config, list[Minibatch], int]:
+    """VGG_CNN_M_1024-like trunk at the paper's image size with ~2000 RoIs per image."""
+    cfg = build_config(
+        {
+            "model": {"backbone": "vgg_cnn_m_1024", "fc_dim": 4096, "fc7_dim": 1024},
+            "sampler": {"rois_per_batch": 128, "bg_lo": 0.1},
+            "solver": {"ims_per_batch": 2, "lr": 0.001},
+        }
+    )
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(num_batches):
+        h, w = 600, 800
+        rois, gts, labels = [], [], []
+        for _ in range(2):
+            n_gt = 3
+            xy = torch.rand(n_gt, 2, generator=gen) * torch.tensor([w - 200.0, h - 200.0])
+            wh = 60 + torch.rand(n_gt, 2, generator=gen) * 140
+            gt = torch.cat([xy, xy + wh], 1)
+            # 500 proposals jittered around the objects (fg and near-miss bg), 1500 anywhere
+            near = gt.repeat(500 // n_gt + 1, 1)[:500]
+            near = near + torch.randn(500, 4, generator=gen) * 0.25 * wh.repeat(2, 1).mean()
+            pxy = torch.rand(1500, 2, generator=gen) * torch.tensor([w - 40.0, h - 40.0])
+            pwh = 16 + torch.rand(1500, 2, generator=gen) * 300
+            anywhere = torch.cat([pxy, pxy + pwh], 1)
+            props = torch.cat([near, anywhere])
+            props[:, 0::2] = props[:, 0::2].clamp(0, w - 1)
+            props[:, 1::2] = props[:, 1::2].clamp(0, h - 1)
+            props[:, 2:] = torch.maximum(props[:, 2:], props[:, :2] + 1)
+            rois.append(torch.cat([gt, props]))
+            gts.append(gt)
+            labels.append(torch.randint(1, 21, (n_gt,), generator=gen))
+        batches.append(
+            Minibatch(
+                images=torch.randn(2, 3, h, w, generator=gen) * 50,
+                image_sizes=[(h, w)] * 2,
+                scales=[1.0, 1.0],
+                rois=rois,
+                gt_boxes=gts,
+                gt_labels=labels,
+                record_indices=[0, 1],
+            )
+        )
+    return cfg, batches, 20
+
+
+def cpu_setting(num_batches: int) -> tuple[Config, list[Minibatch], int]:
+    """configs/local.yaml on real minibatches of the synthetic small set (loaded up front)."""
+    from ohem_tune.data.build import build_dataset
+    from ohem_tune.data.loader import TrainLoader
+
+    cfg = load_config(ROOT / "configs" / "local.yaml", ["dataset.num_workers=0"])
+    dataset = build_dataset(cfg, "train")
+    with TrainLoader(dataset, cfg, seed=0) as loader:
+        batches = [next(loader) for _ in range(num_batches)]
+    return cfg, batches, dataset.num_classes
+
+
+SETTINGS = {"paper": (paper_setting, 20), "cpu": (cpu_setting, 4)}
+
+
+# ----------------------------------------------------------------------------- measurement
+class Runner:
+    """One method's model + optimizer on a device, stepping through the shared batches."""
+
+    def __init__(self, cfg: Config, num_classes: int, method: str, device: torch.device):
+        sampler_name, self.strategy = METHODS[method]
+        cfg = cfg.model_copy(deep=True)
+        cfg.sampler.name = sampler_name
+        torch.manual_seed(0)
+        self.model = build_model(cfg, num_classes).to(device).train()
+        self.optimizer = build_optimizer(self.model, cfg.solver)
+        self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)
+        self.cfg = cfg
+        self.device = device
+
+    def step(self, batch: Minibatch) -> float:
+        start = time.perf_counter()
+        out = forward_minibatch(
+            self.model, batch, self.sampler, self.cfg.sampler.fg_thresh, self.strategy
+        )
+        out.loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        _sync(self.device)
+        return time.perf_counter() - start
+
+    def ranking_pass(self, batch: Minibatch) -> float:
+        """The read-only RoI-head pass over all RoIs alone (features computed beforehand)."""
+        with torch.no_grad():
+            features = self.model.features(batch.images)
+        targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
+        norm = torch.zeros_like(targets.targets)
+        _sync(self.device)
+        start = time.perf_counter()
+        RankingPass(self.model, features, targets, norm, dropout=True).losses()
+        _sync(self.device)
+        return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so setup (data, model) does not mask the step."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def time_methods(setting: str, iters: int, warmup: int, device: torch.device) -> dict:
+    build, n_batches = SETTINGS[setting]
+    cfg, batches, k = build(n_batches)
+    batches = [b.to(device) for b in batches]
+    runners = {m: Runner(cfg, k, m, device) for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in [*METHODS, "ranking_pass"]}
+    for r in range(warmup + iters):
+        batch = batches[r % len(batches)]
+        for name, runner in runners.items():
+            t = runner.step(batch)
+            if r >= warmup:
+                times[name].append(t)
+        t = runners["ohem"].ranking_pass(batch)
+        if r >= warmup:
+            times["ranking_pass"].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rois = sum(r.shape[0] for r in batches[0].rois)
+    return {"median_s": med, "rois_per_batch": rois, "image_hw": list(batches[0].images.shape[2:])}
+
+
+def memory_child(setting: str, method: str, iters: int, device: torch.device) -> dict:
+    build, n_batches = SETTINGS[setting]
+    cfg, batches, k = build(n_batches)
+    batches = [b.to(device) for b in batches]
+    runner = Runner(cfg, k, method, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        if not _reset_peak_rss():
+            raise SystemExit("cannot reset the peak RSS (/proc/self/clear_refs); Linux only")
+        base = _status_kib("VmRSS") * 1024
+    for i in range(iters):
+        runner.step(batches[i % len(batches)])
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = _status_kib("VmHWM") * 1024
+    return {"base": base, "peak": peak}
+
+
+def measure_memory(setting: str, iters: int, device: torch.device) -> dict[str, dict]:
+    out = {}
+    for method in METHODS:
+        cmd = [sys.executable, __file__, "--child", setting, method, "--iters", str(iters)]
+        cmd += ["--device", device.type]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.device) -> dict:
+    med = timing["median_s"]
+    heur = med["heuristic"]
+    floor = (heur + med["ranking_pass"]) / heur
+    work = {m: v["peak"] - v["base"] for m, v in memory.items()}
+    rows = []
+    for m in METHODS:
+        rows.append(
+            {
+                "method": m,
+                "sec_per_iter": round(med[m], 4),
+                "time_ratio": round(med[m] / heur, 3),
+                "mem_ratio_working": round(work[m] / work["heuristic"], 3),
+                "mem_ratio_total": round(memory[m]["peak"] / memory["heuristic"]["peak"], 3),
+                "peak_gb": round(memory[m]["peak"] / 2**30, 3),
+            }
+        )
+    summary = {
+        "setting": setting,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "rois_per_minibatch": timing["rois_per_batch"],
+        "image_hw": timing["image_hw"],
+        "ranking_pass_s": round(med["ranking_pass"], 4),
+        "ohem_floor": round(floor, 3),
+        "ohem_vs_floor": round(med["ohem"] / heur / floor, 3),
+        "rows": rows,
+    }
+    print(f"\n## {setting} ({summary['device']}, {summary['threads']} threads, "
+          f"{timing['rois_per_batch']} RoIs / 2 images {timing['image_hw']})")  # fmt: skip
+    print("| method | s/iter | time / heuristic | working mem / heuristic | peak / heuristic |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['method']} | {r['sec_per_iter']:.4f} | {r['time_ratio']:.3f} | "
+              f"{r['mem_ratio_working']:.3f} | {r['mem_ratio_total']:.3f} |")  # fmt: skip
+    print(f"read-only pass alone: {med['ranking_pass']:.4f} s; OHEM floor {floor:.3f}x; "
+          f"OHEM / floor = {summary['ohem_vs_floor']:.3f} (target <= 1.10); "
+          f"OHEM below naive: {med['ohem'] < med['naive']}")  # fmt: skip
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", default="cpu,paper")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per method")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--mem-iters", type=int, default=3)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--child", nargs=2, metavar=("SETTING", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    name = args.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(memory_child(*args.child, args.iters, device)))
+        return
+    summaries = []
+    for setting in args.settings.split(","):
+        timing = time_methods(setting, args.iters, args.warmup, device)
+        memory = measure_memory(setting, args.mem_iters, device)
+        summaries.append(report(setting, timing, memory, device))
+    if args.json:
+        args.json.write_text(json.dumps(summaries, indent=1))
+
+
+if __name__ == "__main__":
+    main()
