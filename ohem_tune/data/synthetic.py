@@ -30,13 +30,15 @@ from ohem_tune.data.proposals import save_proposals_npz
 from ohem_tune.data.voc import CLASSES_FILE
 from ohem_tune.errors import DataError
 
-GENERATOR_VERSION = 1  # bump when the drawing changes: it is part of the cache key
+GENERATOR_VERSION = 2  # bump when the drawing changes: it is part of the cache key
 CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle", "cross")
 TRAIN_SPLIT, TEST_SPLIT = "trainval", "test"
 META_FILE = "synthetic.json"
 
 # Mean RGB colour per class; objects jitter around it. Recoloured paintings use other colours.
 _CLASS_RGB = np.array([[205, 60, 50], [50, 90, 205], [55, 170, 70], [225, 185, 40]], np.float32)
+_FRAME_RGB = np.array([[90, 60, 30], [200, 165, 60], [35, 35, 35], [235, 235, 235]], np.float32)
+PAINTING_KINDS = (0.5, 0.3, 0.2)  # framed picture, outline, recoloured shape
 _PAINTING_RGB = np.array(
     [[150, 150, 150], [140, 70, 170], [60, 185, 190], [110, 80, 60]], np.float32
 )
@@ -170,6 +172,43 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return base
 
 
+def _draw_object(canvas: np.ndarray, box: np.ndarray, label: int, rgb, rng) -> np.ndarray:
+    """Paint a class shape with its texture filling `box`; returns the shape mask."""
+    x1, y1, x2, y2 = box.astype(int)
+    mask = _shape_mask(label, y2 - y1 + 1, x2 - x1 + 1)
+    tex = _texture(label, y2 - y1 + 1, x2 - x1 + 1, np.asarray(rgb, np.float32), rng)
+    canvas[y1 : y2 + 1, x1 : x2 + 1][mask] = tex[mask]
+    return mask
+
+
+def _draw_painting(canvas: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> None:
+    """A look-alike that is background: a framed picture of an object, an outline, or a recolour.
+
+    Framed pictures hold an exact object (class shape, colour, texture) on a flat canvas inside a
+    frame, so only the context tells them apart, like the paper's paintings of people.
+    """
+    label = int(rng.integers(1, len(CLASS_NAMES) + 1))
+    x1, y1, x2, y2 = box.astype(int)
+    side = min(x2 - x1 + 1, y2 - y1 + 1)
+    kind = rng.choice(3, p=PAINTING_KINDS)
+    if kind == 0:  # framed picture
+        frame = max(1, round(0.06 * side))
+        gap = max(1, round(0.08 * side))
+        canvas[y1 : y2 + 1, x1 : x2 + 1] = _FRAME_RGB[int(rng.integers(len(_FRAME_RGB)))]
+        canvas[y1 + frame : y2 + 1 - frame, x1 + frame : x2 + 1 - frame] = rng.uniform(
+            150, 235, size=3
+        )
+        inner = box + np.array([1, 1, -1, -1], np.float32) * (frame + gap)
+        rgb = np.clip(_CLASS_RGB[label - 1] + rng.normal(0, 18, 3), 0, 255)
+        _draw_object(canvas, inner, label, rgb, rng)
+    elif kind == 1:  # outline-only shape in the class colour
+        mask = _outline(_shape_mask(label, y2 - y1 + 1, x2 - x1 + 1), max(1, round(side * 0.08)))
+        tex = _texture(label, y2 - y1 + 1, x2 - x1 + 1, _CLASS_RGB[label - 1], rng)
+        canvas[y1 : y2 + 1, x1 : x2 + 1][mask] = tex[mask]
+    else:  # the shape and texture in a colour no class uses
+        _draw_object(canvas, box, label, _PAINTING_RGB[int(rng.integers(len(_PAINTING_RGB)))], rng)
+
+
 def _random_box(rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> np.ndarray:
     side = rng.uniform(lo, hi) * min(h, w)
     aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
@@ -193,12 +232,9 @@ def generate_image(spec: SyntheticSpec, split_index: int, index: int) -> Synthet
     for k in range(num_objects):
         box = _random_box(rng, h, w, 0.12, 0.55)
         label = int(rng.integers(1, len(CLASS_NAMES) + 1))
+        rgb = np.clip(_CLASS_RGB[label - 1] + rng.normal(0, 18, 3), 0, 255)
+        mask = _draw_object(canvas, box, label, rgb, rng)
         x1, y1, x2, y2 = box.astype(int)
-        mask = _shape_mask(label, y2 - y1 + 1, x2 - x1 + 1)
-        rgb = np.clip(_CLASS_RGB[label - 1] + rng.normal(0, 18, 3), 0, 255).astype(np.float32)
-        tex = _texture(label, y2 - y1 + 1, x2 - x1 + 1, rgb, rng)
-        region = canvas[y1 : y2 + 1, x1 : x2 + 1]
-        region[mask] = tex[mask]
         owner[y1 : y2 + 1, x1 : x2 + 1][mask] = k
         obj_boxes.append(box)
         obj_labels.append(label)
@@ -221,23 +257,13 @@ def generate_image(spec: SyntheticSpec, split_index: int, index: int) -> Synthet
     paintings = []
     for _ in range(int(rng.integers(1, spec.max_paintings + 1))):
         for _attempt in range(20):
-            box = _random_box(rng, h, w, 0.12, 0.4)
+            box = _random_box(rng, h, w, 0.15, 0.45)
             grown = box + np.array([-2, -2, 2, 2], dtype=np.float32)
             if len(boxes_arr) == 0 or box_iou(grown[None], boxes_arr).max() == 0:
                 break
         else:
             continue
-        label = int(rng.integers(1, len(CLASS_NAMES) + 1))
-        x1, y1, x2, y2 = box.astype(int)
-        mask = _shape_mask(label, y2 - y1 + 1, x2 - x1 + 1)
-        if rng.random() < 0.7:  # outline-only look-alike in the class colour
-            mask = _outline(mask, max(1, int(round(min(y2 - y1, x2 - x1) * 0.08))))
-            rgb = _CLASS_RGB[label - 1]
-        else:  # the shape and texture, recoloured
-            rgb = _PAINTING_RGB[int(rng.integers(len(_PAINTING_RGB)))]
-        tex = _texture(label, y2 - y1 + 1, x2 - x1 + 1, rgb, rng)
-        canvas[y1 : y2 + 1, x1 : x2 + 1][mask] = tex[mask]
-        # Disjoint from every object box (checked above): no object pixel is painted over.
+        _draw_painting(canvas, box, rng)
         paintings.append(box)
     paintings_arr = np.array(paintings, dtype=np.float32).reshape(-1, 4)
 

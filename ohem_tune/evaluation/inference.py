@@ -77,11 +77,14 @@ def image_batches(records: Sequence[ImageRecord], cfg: Config) -> torch.utils.da
 
 
 def assign_levels(boxes: torch.Tensor, scales: torch.Tensor, canonical_size: int) -> torch.Tensor:
-    """Pyramid level of each box (R, 4): scaled area closest to canonical_size^2."""
-    if len(scales) == 1:
+    """Pyramid level of each box (R, 4): its scaled area closest to canonical_size^2.
+
+    scales: the levels' resize factors, (L,) for all boxes or (R, L) per box.
+    """
+    if scales.shape[-1] == 1:
         return torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
     areas = (boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0)
-    scaled = areas[:, None] * scales[None, :] ** 2
+    scaled = areas[:, None] * scales**2
     return (scaled - float(canonical_size) ** 2).abs().argmin(dim=1)
 
 
@@ -114,12 +117,7 @@ class PyramidFeatures:
             [torch.full((len(b),), i, device=self.device) for i, b in enumerate(boxes)]
         ).long()
         flat = torch.cat([b.to(self.device) for b in boxes]).float()
-        levels = torch.cat(
-            [
-                assign_levels(b.to(self.device), self.scales[i], self.canonical_size)
-                for i, b in enumerate(boxes)
-            ]
-        )
+        levels = assign_levels(flat, self.scales[image_idx], self.canonical_size)
         k1 = self.model.num_classes + 1
         logits = flat.new_zeros((len(flat), k1))
         deltas = flat.new_zeros((len(flat), 4 * k1))

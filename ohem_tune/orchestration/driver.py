@@ -35,6 +35,12 @@ QUIET_ENV = {
 }
 
 
+# Set in every trial worker (job-level runtime_env). Reused trial actors wait for the previous
+# trial's thread to end (MLflow calls in its `finally`); Ray's 2 s default errors the next trial.
+WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60", "RAY_USAGE_STATS_ENABLED": "0",
+              "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+
+
 def quiet_env() -> None:
     """Environment defaults for the driver (set before Ray and MLflow are imported)."""
     for key, value in QUIET_ENV.items():
@@ -222,14 +228,20 @@ def connect_ray(address: str | None, resources_gpu: float) -> bool:
     if ray.is_initialized():
         return False
     try:
+        runtime_env = {"env_vars": dict(WORKER_ENV)}
         if address:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env=runtime_env,
+            )
         else:
             ray.init(
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
-                num_gpus=None,
+                runtime_env=runtime_env,
             )
     except Exception as exc:  # ConnectionError, auth errors, timeouts
         if address:

@@ -118,6 +118,7 @@ class TuneMlflowHook(Hook):
         self.pending_checkpoint: Path | None = None
         self.first_iter_unix: float | None = None
         self.last_reported = -1
+        self.stopped = False
 
     def on_step(self, iteration: int, stats: dict[str, float]) -> None:
         if self.first_iter_unix is None:
@@ -155,15 +156,24 @@ class TuneMlflowHook(Hook):
             result[FIRST_ITER] = self.first_iter_unix
         if self.ctx.metric and self.ctx.metric not in result and self.ctx.eval_reports_only:
             return  # searchers and schedulers need their metric in every result
+        if self.stopped:
+            return
         self.last_reported = iteration
         ckpt_path, self.pending_checkpoint = self.pending_checkpoint, None
-        if ckpt_path is None or not ckpt_path.is_file():
-            tune.report(result)
-            return
-        with tempfile.TemporaryDirectory(prefix="ohem_ckpt_") as tmp:
-            _link_or_copy(ckpt_path, Path(tmp) / ckpt_path.name)
-            (Path(tmp) / "last").write_text(ckpt_path.name + "\n")
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        try:
+            if ckpt_path is None or not ckpt_path.is_file():
+                tune.report(result)
+                return
+            with tempfile.TemporaryDirectory(prefix="ohem_ckpt_") as tmp:
+                _link_or_copy(ckpt_path, Path(tmp) / ckpt_path.name)
+                (Path(tmp) / "last").write_text(ckpt_path.name + "\n")
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        except SystemExit:
+            with open(self.run_dir / "trace.txt", "a") as fh:
+                fh.write(f"{time.time():.1f} SystemExit at {iteration}\n")
+            if iteration < self.max_iter:
+                raise  # a scheduler stopped the trial early: pruned
+            self.stopped = True  # the last iteration's stop is completion: finish normally
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -274,6 +284,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     restore_tune_checkpoint(out_dir)
     hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id)
+    hook.run_dir = out_dir
     status, error = STATUS_FAILED, None
     try:
         from ohem_tune.engine.trainer import Trainer
@@ -305,7 +316,12 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         (out_dir / "error.txt").write_text(traceback.format_exc())
         raise  # Tune retries from the last checkpoint up to FailureConfig.max_failures
     finally:
+        _t = time.time()
+        with open(out_dir / "trace.txt", "a") as fh:
+            fh.write(f"{_t:.1f} finally status={status}\n")
         run.end(status, error)
+        with open(out_dir / "trace.txt", "a") as fh:
+            fh.write(f"{time.time():.1f} ended after {time.time()-_t:.1f}s\n")
 
 
 def _final_alias(final: dict[str, float]) -> dict[str, float]:

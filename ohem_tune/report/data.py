@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +31,12 @@ class Flags:
 
 
 def _num_scales(value: Any) -> int:
+    """How many scales a logged `input.scales` / `test.scales` holds ('[480, 576]' -> 2)."""
     if value is None:
         return 1
     if isinstance(value, list | tuple):
         return len(value)
-    try:
-        parsed = json.loads(str(value))
-    except ValueError:
-        return 1
-    return len(parsed) if isinstance(parsed, list) else 1
+    return max(1, len(re.findall(r"\d+(?:\.\d+)?", str(value))))
 
 
 def _truthy(value: Any) -> bool:

@@ -25,12 +25,32 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def variant_legend(data: ReportData, v: Variant) -> str:
+SAMPLER_COLORS = {"heuristic": "C0", "ohem": "C3", "all_rois": "C2"}
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def variant_legend(data: ReportData, v: Variant, with_model: bool = True) -> str:
     """'OHEM · VGGM · N=2 bg_lo=0 (ohem_vggm)': what a reader needs to tell lines apart."""
     n = format_number(data.param(v, "solver.ims_per_batch"))
     bg_lo = format_number(data.param(v, "sampler.bg_lo"))
-    model = data.model(v) or "?"
-    return f"{v.label} · {model} · N={n} bg_lo={bg_lo} ({v.name})"
+    model = f" · {data.model(v) or '?'}" if with_model else ""
+    return f"{v.label}{model} · N={n} bg_lo={bg_lo} ({v.name})"
+
+
+def _styles(data: ReportData, variants: list[Variant]) -> dict[str, tuple[str, str]]:
+    """Colour by sampler, line style by the variant's rank among its sampler's variants."""
+    extra = iter(f"C{i}" for i in (4, 5, 6, 7, 8, 9, 1))
+    colors = dict(SAMPLER_COLORS)
+    seen: dict[str, int] = {}
+    out = {}
+    for v in variants:
+        sampler = data.sampler(v) or "?"
+        if sampler not in colors:
+            colors[sampler] = next(extra, "k")
+        rank = seen.get(sampler, 0)
+        seen[sampler] = rank + 1
+        out[v.name] = (colors[sampler], LINE_STYLES[rank % len(LINE_STYLES)])
+    return out
 
 
 def loss_curves(data: ReportData, histories: pd.DataFrame) -> pd.DataFrame:
@@ -48,27 +68,34 @@ def loss_curves(data: ReportData, histories: pd.DataFrame) -> pd.DataFrame:
 
 
 def loss_figure(data: ReportData, histories: pd.DataFrame, path: Path) -> Path | None:
-    """Mean loss per RoI over all RoIs vs iteration, one line per variant (mean over seeds).
+    """Mean loss per RoI over all RoIs vs iteration: one panel per trunk, one line per variant.
 
-    The band spans the seeds' min..max at each logged step. Returns None without history.
+    Lines are the mean over finished seeds at each logged step, the band their min..max; colour
+    marks the sampler (FRCN blue, OHEM red, all RoIs green). Returns None without history.
     """
     curves = loss_curves(data, histories)
     if curves.empty:
         return None
-    fig = Figure(figsize=(7.5, 4.5))
-    ax = fig.add_subplot()
-    for v in data.layout.variants:
-        c = curves[curves["variant"] == v.name]
-        if c.empty:
-            continue
-        (line,) = ax.plot(c["step"], c["mean"], label=variant_legend(data, v), lw=1.4)
-        if c["count"].max() > 1:
-            ax.fill_between(c["step"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("mean loss per RoI (all RoIs)")
-    ax.set_title(f"{data.layout.experiment}: training loss per RoI (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    drawn = [v for v in data.layout.variants if v.name in set(curves["variant"])]
+    models = list(dict.fromkeys(data.model(v) for v in drawn))
+    fig = Figure(figsize=(5.2 * len(models), 5.0 + 0.16 * len(drawn)))
+    axes = fig.subplots(1, len(models), sharey=True, squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=True):
+        variants = [v for v in drawn if data.model(v) == model]
+        styles = _styles(data, variants)
+        for v in variants:
+            c = curves[curves["variant"] == v.name]
+            color, style = styles[v.name]
+            label = variant_legend(data, v, with_model=False)
+            ax.plot(c["step"], c["mean"], color=color, ls=style, lw=1.5, label=label)
+            if c["count"].max() > 1:
+                ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.08)
+        ax.set_title(str(model or "all"))
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    axes[0].set_ylabel("mean loss per RoI (all RoIs)")
+    fig.suptitle(f"{data.layout.experiment}: training loss per RoI (mean over seeds)")
     return _save(fig, path)
 
 
@@ -77,12 +104,16 @@ def map_figure(data: ReportData, path: Path) -> Path | None:
     variants = [v for v in data.layout.variants if data.summary(v, MAP).n]
     if not variants:
         return None
-    fig = Figure(figsize=(max(5.0, 0.9 * len(variants) + 2.0), 4.5))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(variants) + 2.0), 4.8))
     ax = fig.add_subplot()
     stats = [data.summary(v, MAP) for v in variants]
     xs = list(range(len(variants)))
     means = [s.mean * 100 for s in stats]
-    ax.bar(xs, means, color=["C1" if v.baseline else "C0" for v in variants], alpha=0.7)
+    colors = [color for color, _ in _styles(data, variants).values()]
+    bars = ax.bar(xs, means, color=colors, alpha=0.6)
+    for bar, v in zip(bars, variants, strict=True):
+        if v.baseline:
+            bar.set(edgecolor="k", linewidth=1.5, hatch="//")
     ax.errorbar(
         xs, means, yerr=[(s.std or 0.0) * 100 for s in stats], fmt="none", ecolor="k", capsize=4
     )
@@ -95,11 +126,15 @@ def map_figure(data: ReportData, path: Path) -> Path | None:
     paper_x = [i for i, v in enumerate(variants) if v.paper_map is not None]
     paper_y = [variants[i].paper_map for i in paper_x]
     if paper_x:
-        ax.scatter(paper_x, paper_y, marker="x", color="C3", s=40, zorder=3)
+        ax.scatter(paper_x, paper_y, marker="x", color="k", s=40, zorder=3)
     ax.set_xticks(range(len(variants)))
     ax.set_xticklabels([v.name for v in variants], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("VOC07 mAP (%)")
-    ax.set_title("mAP per variant: mean ± std (bars), seeds (dots), paper (red x)")
+    ax.set_title(
+        "VOC07 mAP per variant: mean ± std, seeds (dots), paper (x)\n"
+        "FRCN blue, OHEM red, all RoIs green; baselines hatched",
+        fontsize=9,
+    )
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 

@@ -9,12 +9,17 @@ from ohem_tune.report.stats import PairedDiff, Summary
 from ohem_tune.report.table import MISSING, Cell
 
 
+def _shown(value: float, digits: int) -> float:
+    """`value` rounded for display, with -0.0 made 0.0 (no '-0.0' or '+-0.0' in tables)."""
+    return round(value, digits) + 0.0
+
+
 def mean_std_cell(stats: Summary, scale: float = 100.0, digits: int = 1) -> Cell:
     """'61.2 ± 1.3' (n >= 2), '61.2 ± —' (n = 1), '—' (n = 0); value = displayed mean."""
     if stats.n == 0 or stats.mean is None:
         return Cell(MISSING)
-    mean = round(stats.mean * scale, digits)
-    std = MISSING if stats.std is None else f"{stats.std * scale:.{digits}f}"
+    mean = _shown(stats.mean * scale, digits)
+    std = MISSING if stats.std is None else f"{_shown(stats.std * scale, digits):.{digits}f}"
     return Cell(f"{mean:.{digits}f} ± {std}", mean)
 
 
@@ -22,7 +27,7 @@ def mean_cell(stats: Summary, scale: float = 100.0, digits: int = 1) -> Cell:
     """The mean alone, '—' when there is no value."""
     if stats.n == 0 or stats.mean is None:
         return Cell(MISSING)
-    mean = round(stats.mean * scale, digits)
+    mean = _shown(stats.mean * scale, digits)
     return Cell(f"{mean:.{digits}f}", mean)
 
 
@@ -30,7 +35,7 @@ def number_cell(value: float | None, digits: int = 1) -> Cell:
     """A single number (e.g. the paper's), '—' when absent."""
     if value is None or not math.isfinite(value):
         return Cell(MISSING)
-    shown = round(value, digits)
+    shown = _shown(value, digits)
     return Cell(f"{shown:.{digits}f}", shown)
 
 
@@ -38,10 +43,11 @@ def delta_cell(diff: PairedDiff, scale: float = 100.0, digits: int = 1) -> Cell:
     """'+2.3 [+0.9, +3.7] (n=3)': paired mean difference, its 95% t interval and the pairs."""
     if diff.n == 0 or diff.mean is None:
         return Cell(MISSING)
-    mean = round(diff.mean * scale, digits)
+    mean = _shown(diff.mean * scale, digits)
     text = f"{mean:+.{digits}f}"
     if diff.low is not None and diff.high is not None:
-        text += f" [{diff.low * scale:+.{digits}f}, {diff.high * scale:+.{digits}f}]"
+        low, high = _shown(diff.low * scale, digits), _shown(diff.high * scale, digits)
+        text += f" [{low:+.{digits}f}, {high:+.{digits}f}]"
     return Cell(f"{text} (n={diff.n})", mean)
 
 
@@ -49,7 +55,7 @@ def ratio_cell(numerator: Summary, denominator: Summary, digits: int = 2) -> Cel
     """Ratio of means as '1.62×', '—' when either side is missing."""
     if not numerator.n or not denominator.n or not denominator.mean:
         return Cell(MISSING)
-    ratio = round(numerator.mean / denominator.mean, digits)  # type: ignore[operator]
+    ratio = _shown(numerator.mean / denominator.mean, digits)  # type: ignore[operator]
     return Cell(f"{ratio:.{digits}f}×", ratio)
 
 

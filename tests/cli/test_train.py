@@ -21,7 +21,8 @@ def test_train_writes_outputs_and_resumes(tiny_cfg: Config, tmp_path: Path):
     config = tmp_path / "tiny.yaml"
     config.write_text(tiny_cfg.to_yaml())
     out = tmp_path / "run"
-    args = ["train", str(config), "--out", str(out), "--set", "train.final_eval=false", "-q"]
+    args = ["train", str(config), "--out", str(out), "--set", "train.final_eval=false"]
+    args += ["--set", "train.num_threads=1", "-q"]
     first = runner.invoke(app, [*args, "--set", "train.max_iter=10"])
     assert first.exit_code == 0, first.output
     assert "final/sec_per_iter" in first.output

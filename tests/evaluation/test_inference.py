@@ -46,6 +46,8 @@ def test_assign_levels_picks_scaled_area_closest_to_canonical():
     levels = assign_levels(boxes, torch.tensor([0.5, 1.0, 2.0]), canonical_size=224)
     assert levels.tolist() == [1, 2, 0, 2]
     assert assign_levels(boxes, torch.tensor([1.0]), 224).tolist() == [0, 0, 0, 0]
+    per_box = torch.tensor([[0.5, 1.0], [0.5, 1.0], [1.0, 2.0], [1.0, 2.0]])  # (R, L)
+    assert assign_levels(boxes, per_box, 224).tolist() == [1, 1, 0, 1]
 
 
 def test_multiscale_pools_each_box_from_its_level(tiny_cfg, test_set):
@@ -62,8 +64,8 @@ def test_multiscale_pools_each_box_from_its_level(tiny_cfg, test_set):
         logits, _ = pyramid.score(boxes)
         levels = torch.cat(
             [
-                assign_levels(b, pyramid.scales[i], cfg.test.canonical_roi_size)
-                for i, b in enumerate(boxes)
+                assign_levels(b, torch.tensor(img.scales), 24)
+                for b, img in zip(boxes, batch, strict=True)
             ]
         )
         assert len(set(levels.tolist())) == 3  # every level is used

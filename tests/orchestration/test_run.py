@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from ohem_tune import tracking_keys as tk
 from ohem_tune.errors import ConfigError
-from ohem_tune.orchestration.driver import make_plan, run_plan
+from ohem_tune.orchestration.driver import WORKER_ENV, make_plan, run_plan
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,13 @@ def ray_cluster():
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
     os.environ["RAY_TMPDIR"] = tmp
     os.environ["RAY_AUTH_MODE"] = "disabled"  # the CLI subprocesses below join without a token
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        num_gpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": WORKER_ENV},
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -116,7 +122,8 @@ def test_failing_trial_is_retried_and_non_finite_loss_fails_only_its_trial(
     ray_cluster, tmp_path, dataset_cache
 ):
     variants = yaml.safe_load(SMOKE.read_text())["variants"]
-    variants.append({"name": "diverge", "set": {"sampler.name": "heuristic", "solver.lr": 10.0}})
+    variants.append({"name": "diverge", "set": {"sampler.name": "heuristic", "solver.lr": 10.0,
+                                                "solver.weight_decay": 1.0e8}})
     spec = spec_file(tmp_path, variants=variants, hooks=["tests.orchestration.hooks:FailOnceForOhem"])
     plan = plan_for(spec, tmp_path, dataset_cache)
     summary = run_plan(plan)
@@ -186,7 +193,9 @@ def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cach
     )
     plan = plan_for(spec, tmp_path, dataset_cache, "test.max_images=4")
     summary = run_plan(plan)
+    print([(o.name, o.status) for o in summary.outcomes])
     runs = trial_runs(tmp_path, "smoke")
+    print([(r.info.run_name, r.data.tags.get(tk.TAG_STATUS), r.data.params.get("solver.lr")) for r in runs])
     statuses = [r.data.tags[tk.TAG_STATUS] for r in runs]
     assert len(runs) == 6
     assert statuses.count("PRUNED") >= 1

@@ -12,7 +12,6 @@ The spec (write_spec) adds frcn_bglo0_vggm, which has no runs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,7 +191,8 @@ def fill_store(tracking_uri: str, experiment: str = EXPERIMENT) -> list[str]:
         )
         client.set_terminated(run.info.run_id, mlflow_status, end_time=start + RUN_SECONDS * 1000)
         ids.append(run.info.run_id)
-    client.set_terminated(parent.info.run_id, "FINISHED", end_time=int(time.time() * 1000))
+    parent_end = T0_MS + len(RUNS) * 100_000 + RUN_SECONDS * 1000
+    client.set_terminated(parent.info.run_id, "FINISHED", end_time=parent_end)
     return ids
 
 

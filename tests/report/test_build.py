@@ -65,6 +65,8 @@ def test_index_page_embeds_tables_figures_and_time(built: ReportResult) -> None:
     assert f"sum of the {len(RUNS)} trial runs' durations): {total_min} min 00 s" in page
     assert "Wall time (first trial start to last trial end)" in page
     assert "Measured on CPU at reduced scale" in page
+    parent_s = len(RUNS) * 100 + RUN_SECONDS  # the parent run spans every trial
+    assert f"invocations: 1, {parent_s // 60} min {parent_s % 60:02d} s in all" in page
 
 
 def test_report_from_tags_alone(store: str, tmp_path: Path) -> None:

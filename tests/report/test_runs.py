@@ -110,3 +110,20 @@ def test_one_configuration_per_variant_enters_the_tables() -> None:
     kept = set(frame.loc[~frame["superseded"], "run_id"])
     assert kept == {"new0", "new1-ok", "b0"}
     assert superseded_configs(frame) == {"a": 2}
+
+
+class _ClientWithoutSqlStore:
+    """The real client seen as a tracking-server client: only the public history call."""
+
+    def __init__(self, client) -> None:
+        self.get_metric_history = client.get_metric_history
+
+
+def test_bulk_and_per_run_history_reads_agree(client_and_id) -> None:
+    client, exp_id = client_and_id
+    runs = fetch_runs(client, exp_id)
+    ids = runs.loc[runs["status"] == "FINISHED", "run_id"].tolist()
+    bulk = fetch_histories(client, ids, "train/loss_per_roi_all")
+    per_run = fetch_histories(_ClientWithoutSqlStore(client), ids, "train/loss_per_roi_all")
+    assert len(bulk) == len(ids) * len(LOSS_STEPS)
+    pd.testing.assert_frame_equal(bulk, per_run)
