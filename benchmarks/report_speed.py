@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -135,11 +136,14 @@ def main() -> None:
     result = build_report(EXPERIMENT, uri, out=workdir / "reports")
     build_s = time.perf_counter() - t
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     cli = [sys.executable, "-c", "from ohem_tune.cli import main; main()", "report", EXPERIMENT]
     cli += ["--tracking-uri", uri, "--out", str(workdir / "reports_cli")]
     proc = subprocess.run(cli, capture_output=True, text=True)
     cli_s = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed:\n{proc.stderr}")
 
@@ -147,6 +151,8 @@ def main() -> None:
     print(f"read loss histories:          {hist_s:6.2f} s")
     print(f"build_report (all formats):   {build_s:6.2f} s  ({len(result.files)} files)")
     print(f"ohem-tune report (CLI, total): {cli_s:6.2f} s  (target < 10 s)")
+    print(f"  of which CPU time (user+sys): {cli_cpu:6.2f} s  (the wall time on an idle machine)")
+    print(f"load average (1 min):          {os.getloadavg()[0]:6.2f}  on {os.cpu_count()} cores")
     print(f"CLI / build_report ratio:      {cli_s / build_s:6.2f}x (imports + process start)")
 
 

@@ -16,7 +16,7 @@ def report(
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI [default: the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db].",
+        help="MLflow tracking URI (default: the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db).",
     ),
     out: Path = typer.Option(
         Path("reports"), "--out", help="Reports folder; writes OUT/<experiment>/."
@@ -26,6 +26,9 @@ def report(
     ),
     experiment: str | None = typer.Option(
         None, "--experiment", help="Read this MLflow experiment instead of the spec's name."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="Only the runs of this spec profile (e.g. local, paper)."
     ),
 ) -> None:
     """Build the paper's tables (Markdown, LaTeX), figures (PNG) and run table (Parquet)."""
@@ -42,6 +45,7 @@ def report(
         ("--out", str(out), "reports"),
         ("--format", formats, "md,tex,png,parquet"),
         ("--experiment", experiment, None),
+        ("--profile", profile, None),
     ):
         if value is not None and value != default:
             command += [flag, value]
@@ -52,6 +56,7 @@ def report(
         formats=formats,
         experiment=experiment,
         command=shlex.join(command),
+        profile=profile,
     )
     for message in result.warnings:
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -1,12 +1,13 @@
 """The built-in synthetic detection dataset: textured scenes of shapes plus look-alike distractors.
 
 Each image has 1-4 objects of 4 shape classes (per-class colour and texture, varied scale, aspect
-and mutual occlusion) on a textured, cluttered background, and 1-3 "paintings": outline-only or
-recoloured copies of the shapes that overlap no object (IoU 0), so the bg_lo = 0.1 heuristic never
-samples them as background. Small or heavily occluded objects are marked difficult. Everything is
-drawn from numpy generators seeded by (seed, split, image index), so a set is reproducible and
-image i does not depend on the others. `write_synthetic` writes it in VOC layout, as COCO JSON and
-with proposals (.npz), so it is read through the same loaders as real data.
+and mutual occlusion) on a textured, cluttered background, and 1-3 "paintings": framed pictures of
+an object, outline-only shapes or recoloured shapes that overlap no object (IoU 0), so the
+bg_lo = 0.1 heuristic never samples them as background. Small or heavily occluded objects are
+marked difficult. Everything is drawn from numpy generators seeded by (seed, split, image index),
+so a set is reproducible and image i does not depend on the others. `write_synthetic` writes it in
+VOC layout, as COCO JSON and with proposals (.npz), so it goes through the same loaders as real
+data. Design notes and measurements: docs/data.md.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ class RoIPooler(nn.Module):
         self.sampling_ratio = sampling_ratio
 
     def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        rois = rois.to(features.dtype)
+        if features.dtype in (torch.float16, torch.bfloat16):
+            features = features.float()  # as torchvision's autocast wrappers do: fp32 RoI ops
+        rois = rois.to(features.dtype)  # fp16/bf16 coordinates would lose sub-pixel precision
         if self.op == "roi_pool":
             return roi_pool(features, rois, self.output_size, self.spatial_scale)
         boxes = rois.clone()

@@ -23,6 +23,7 @@ from ohem_tune.report.runs import (
     fetch_invocations,
     fetch_runs,
     find_experiment,
+    mark_superseded,
     open_client,
     resolve_tracking_uri,
     superseded_configs,
@@ -31,7 +32,6 @@ from ohem_tune.report.table import Table
 from ohem_tune.report.tables import (
     AP_PREFIX,
     COCO_PREFIX,
-    MAP,
     PEAK_MEM,
     SEC_PER_ITER,
     ablation_table,
@@ -112,11 +112,76 @@ def _build_tables(names: list[str], data: ReportData) -> list[Table]:
     return tables
 
 
+OWN_FILES = ("table_*.md", "table_*.tex", "fig_*.png", "README.md", "report.tex", "*.parquet")
+FIGURES = (
+    (
+        "fig_loss_per_roi.png",
+        "Mean loss per RoI over all RoIs vs iteration, per trunk (mean over seeds; band: min-max).",
+    ),
+    ("fig_map.png", "VOC07 mAP per variant: mean ± std, seeds as dots, the paper's number as x."),
+    ("fig_cost.png", "OHEM/FRCN ratio of sec/iter and peak memory, measured and in the paper."),
+)
+
+
 def _clear_previous(out_dir: Path) -> None:
-    """Remove files a previous build wrote (tables and figures), so none go stale."""
-    for pattern in ("table_*.md", "table_*.tex", "fig_*.png"):
+    """Remove the files a previous build wrote, so none go stale."""
+    for pattern in OWN_FILES:
         for path in out_dir.glob(pattern):
             path.unlink()
+
+
+def _only_profile(runs: pd.DataFrame, profile: str, experiment: str) -> pd.DataFrame:
+    """The runs of one profile (superseded flags recomputed among them)."""
+    kept = runs[runs["profile"].fillna("") == profile]
+    if kept.empty:
+        found = ", ".join(sorted({str(p) or "(none)" for p in runs["profile"].fillna("")}))
+        raise ConfigError(
+            f"--profile {profile}: experiment '{experiment}' has no runs of that profile "
+            f"(profiles: {found})"
+        )
+    return mark_superseded(kept).reset_index(drop=True)
+
+
+def _run_warnings(data: ReportData) -> list[str]:
+    """Runs left out of every table, and why."""
+    warnings = []
+    profiles = sorted({str(p) for p in data.runs["profile"].dropna() if str(p)})
+    if len(profiles) > 1:
+        warnings.append(
+            f"the tables mix runs of {len(profiles)} profiles ({', '.join(profiles)}); "
+            "pass --profile to report one"
+        )
+    if data.unplaced:
+        counts = data.runs["variant"].value_counts()
+        listed = ", ".join(f"`{v}` ({counts[v]} runs)" for v in data.unplaced)
+        warnings.append(f"runs of variants not in the spec were left out: {listed}")
+    for variant, n in superseded_configs(data.all_runs).items():
+        warnings.append(
+            f"variant `{variant}` was run with {n} configurations (profiles or search points); "
+            "only the one run last enters the tables (all runs are in runs.parquet)"
+        )
+    superseded = int(data.all_runs["superseded"].sum())
+    if superseded:
+        warnings.append(
+            f"{superseded} run(s) are superseded by a later run of the same trial or a later "
+            "configuration of the variant; they are left out (column superseded in runs.parquet)"
+        )
+    return warnings
+
+
+def _write_figures(
+    data: ReportData, histories: pd.DataFrame, tables: list[Table], out_dir: Path
+) -> list[tuple[str, str]]:
+    """Draw the figures the data supports; returns (file name, caption) of those written."""
+    from ohem_tune.report import figures  # matplotlib only when figures are wanted
+
+    cost = next((t for t in tables if t.key == "cost" and t.rows), None)
+    makers = {
+        "fig_loss_per_roi.png": lambda p: figures.loss_figure(data, histories, p),
+        "fig_map.png": lambda p: figures.map_figure(data, p),
+        "fig_cost.png": lambda p: figures.cost_figure(cost, p) if cost is not None else None,
+    }
+    return [(name, caption) for name, caption in FIGURES if makers[name](out_dir / name)]
 
 
 def build_report(
@@ -126,12 +191,13 @@ def build_report(
     formats: str | Sequence[str] = FORMATS,
     experiment: str | None = None,
     command: str | None = None,
+    profile: str | None = None,
 ) -> ReportResult:
     """Read the experiment's trial runs from MLflow and write the report under out/<experiment>/.
 
     `source` is a spec YAML (rows, order, tables, paper numbers) or an MLflow experiment name.
     `tracking_uri` defaults to the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db (as
-    `ohem-tune run`).
+    `ohem-tune run`). `profile` keeps only the runs of that spec profile.
     """
     started = time.perf_counter()
     fmt = parse_formats(formats)
@@ -144,42 +210,26 @@ def build_report(
     client = open_client(tracking_uri)
     experiment_id = find_experiment(client, name, tracking_uri)
     runs = fetch_runs(client, experiment_id)
-    invocations = fetch_invocations(client, experiment_id)
     if runs.empty:
         raise TrackingError(
             f"{tracking_uri}: experiment '{name}' has no trial runs (tag {K.TAG_ROLE}=trial); "
             "run `ohem-tune run SPEC` first"
         )
-    layout = spec_layout or layout_from_runs(name, runs)
-    data = ReportData(layout, runs)
+    if profile is not None:
+        runs = _only_profile(runs, profile, name)
+    invocations = fetch_invocations(client, experiment_id)
+    data = ReportData(spec_layout or layout_from_runs(name, runs), runs)
     result = ReportResult(out_dir=Path(out) / safe_dirname(name), experiment=name, runs=runs)
-    if data.unplaced:
-        counts = data.runs["variant"].value_counts()
-        listed = ", ".join(f"`{v}` ({counts[v]} runs)" for v in data.unplaced)
-        result.warnings.append(f"runs of variants not in the spec were left out: {listed}")
-    for variant, n in superseded_configs(runs).items():
-        result.warnings.append(
-            f"variant `{variant}` was run with {n} configurations (profiles or search points); "
-            "only the one run last enters the tables (all runs are in runs.parquet)"
-        )
-    superseded = int(runs["superseded"].sum())
-    if superseded:
-        result.warnings.append(
-            f"{superseded} run(s) are superseded by a later run of the same trial or a later "
-            "configuration of the variant; they are left out (column superseded in runs.parquet)"
-        )
+    result.warnings += _run_warnings(data)
 
     want_history = "png" in fmt or "parquet" in fmt
-    names = _requested_tables(layout, data, histories_wanted=want_history)
+    names = _requested_tables(data.layout, data, histories_wanted=want_history)
     histories = pd.DataFrame(columns=["run_id", "step", "value"])
     if want_history and "loss_curve" in names:
-        finished = data.runs[data.runs["status"] == "FINISHED"]["run_id"].tolist()
+        finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
         histories = fetch_histories(client, finished, LOSS_METRIC)
     result.tables = _build_tables(names, data)
-    for table in result.tables:
-        for note in table.notes:
-            if note.startswith("Warning: "):
-                result.warnings.append(note[len("Warning: ") :])
+    result.warnings += [w for table in result.tables for w in table.warnings]
 
     out_dir = result.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,45 +239,17 @@ def build_report(
         runs.to_parquet(write.path("runs.parquet"), index=False)
         if not histories.empty:
             histories.to_parquet(write.path("loss_history.parquet"), index=False)
-    figure_files: list[tuple[str, str]] = []
-    if "png" in fmt:
-        from ohem_tune.report import figures  # matplotlib only when figures are wanted
-
-        for fig_name, caption, made in (
-            (
-                "fig_loss_per_roi.png",
-                "Mean loss per RoI over all RoIs vs iteration (mean over seeds; band: min-max).",
-                lambda p: figures.loss_figure(data, histories, p),
-            ),
-            (
-                "fig_map.png",
-                "VOC07 mAP per variant: mean ± std, seeds as dots, the paper's number as x.",
-                lambda p: figures.map_figure(data, p),
-            ),
-            (
-                "fig_cost.png",
-                "OHEM/FRCN ratio of sec/iter and peak memory, measured and in the paper.",
-                lambda p: _cost_fig(result.tables, p),
-            ),
-        ):
-            if made(out_dir / fig_name) is not None:
-                result.files.append(out_dir / fig_name)
-                figure_files.append((fig_name, caption))
+    figure_files = _write_figures(data, histories, result.tables, out_dir) if "png" in fmt else []
+    result.files += [out_dir / f for f, _ in figure_files]
     if "md" in fmt:
         for table in result.tables:
             write.text(f"table_{table.key}.md", table_to_markdown(table))
     if "tex" in fmt:
         for table in result.tables:
             write.text(f"table_{table.key}.tex", table_to_latex(table, name))
-        write.text(
-            "report.tex",
-            standalone_document(
-                f"ohem-tune report: {name}",
-                [f"table_{t.key}.tex" for t in result.tables],
-                figure_files,
-            ),
-        )
-    result.seconds = time.perf_counter() - started
+        tex_tables = [f"table_{t.key}.tex" for t in result.tables]
+        document = standalone_document(f"ohem-tune report: {name}", tex_tables, figure_files)
+        write.text("report.tex", document)
     if "md" in fmt:
         page = index_page(
             data,
@@ -241,14 +263,8 @@ def build_report(
         write.text("README.md", page)
     for message in result.warnings:
         log.warning(message)
+    result.seconds = time.perf_counter() - started
     return result
-
-
-def _cost_fig(tables: list[Table], path: Path) -> Path | None:
-    from ohem_tune.report import figures
-
-    cost = next((t for t in tables if t.key == "cost"), None)
-    return figures.cost_figure(cost, path) if cost is not None and cost.rows else None
 
 
 class _Writer:
@@ -266,6 +282,3 @@ class _Writer:
         path = self.path(name)
         path.write_text(content, encoding="utf-8")
         return path
-
-
-__all__ = ["FORMATS", "MAP", "ReportResult", "build_report", "parse_formats"]

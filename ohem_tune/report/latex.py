@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from ohem_tune.report.table import Cell, Table
@@ -36,9 +37,20 @@ _ESCAPES = {
 }
 
 
+def _ascii(ch: str) -> str:
+    """Any other non-ASCII character: its ASCII base letter (é -> e), else '?'."""
+    if ch.isascii():
+        return ch
+    base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    return base or "?"
+
+
 def escape(text: str) -> str:
-    """Escape LaTeX specials and map the report's unicode symbols (±, —, Δ, ✓) to LaTeX."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+    """Escape LaTeX specials and map the report's unicode symbols (±, —, Δ, ✓) to LaTeX.
+
+    The result is pure ASCII, so it compiles under any engine and input encoding.
+    """
+    return "".join(_ESCAPES[ch] if ch in _ESCAPES else _ascii(ch) for ch in text)
 
 
 def escape_note(text: str) -> str:
@@ -54,6 +66,8 @@ def label_for(experiment: str, key: str) -> str:
 
 def _cell(cell: Cell) -> str:
     text = escape(cell.text)
+    if text.startswith("["):  # after \\ a '[' would be read as its optional argument
+        text = "{}" + text
     return rf"\textbf{{{text}}}" if cell.bold else text
 
 
@@ -84,10 +98,11 @@ def table_to_latex(table: Table, experiment: str) -> str:
     lines += [r"\bottomrule", r"\end{tabular}"]
     if wide:
         lines.append("}")
-    if table.notes:
+    notes = [f"Warning: {w}." for w in table.warnings] + table.notes
+    if notes:
         lines.append(r"\par\smallskip")
         lines.append(r"\begin{minipage}{\linewidth}\footnotesize")
-        lines.append("\n\n".join(escape_note(n) for n in table.notes))
+        lines.append("\n\n".join(escape_note(n) for n in notes))
         lines.append(r"\end{minipage}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"

@@ -16,8 +16,6 @@ import pandas as pd
 
 from ohem_tune.errors import ConfigError
 
-TABLES = ("ablation", "multiscale_bbox", "cost", "per_class", "coco", "loss_curve")
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -41,10 +39,6 @@ class Layout:
     tables: tuple[str, ...] | None  # None: every table the data supports
     spec_path: Path | None = None
     tracking_uri: str | None = None  # the spec's tracking.uri, if it sets one
-
-    def variant(self, name: str) -> Variant | None:
-        """The row named `name`, if the layout has it."""
-        return next((v for v in self.variants if v.name == name), None)
 
 
 def is_spec_path(source: str) -> bool:

@@ -23,7 +23,8 @@ def table_to_markdown(table: Table, heading_level: int = 3) -> str:
     lines.append("| " + " | ".join(_ALIGN[c.align] for c in table.columns) + " |")
     for row in table.rows:
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
-    if table.notes:
+    notes = [f"Warning: {w}." for w in table.warnings] + table.notes
+    if notes:
         lines.append("")
-        lines.extend(f"- {note}" for note in table.notes)
+        lines.extend(f"- {note}" for note in notes)
     return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 
 Columns: run_id, variant, variant_order, label, model, baseline, paper_map, seed, status, error,
 device, host, profile, trial_id, config_hash, parent_run_id, start_time, end_time, duration_s,
-superseded (left out of the tables: see `_mark_superseded`), then `params.<dotted key>` (strings
+superseded (left out of the tables: see `mark_superseded`), then `params.<dotted key>` (strings
 as logged) and `metrics.<key>` (latest value of each metric).
 """
 
@@ -180,14 +180,14 @@ def runs_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     params = [c for c in extra if c.startswith("params.")]
     metrics = [c for c in extra if c.startswith("metrics.")]
     frame = frame[list(CORE_COLUMNS) + params + metrics]
-    frame = _mark_superseded(frame)
+    frame = mark_superseded(frame)
     return frame.sort_values(
         ["variant_order", "variant", "seed", "start_time"], na_position="last", kind="stable"
     ).reset_index(drop=True)
 
 
-def _mark_superseded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Flag runs that must not enter the tables, so each row aggregates one configuration.
+def mark_superseded(frame: pd.DataFrame) -> pd.DataFrame:
+    """Set column superseded on runs kept out of the tables, so a row holds one configuration.
 
     1. Re-runs of one trial (variant, config, seed): the latest FINISHED run is kept, else the
        latest run.
@@ -197,6 +197,7 @@ def _mark_superseded(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame = frame.copy()
+    frame["superseded"] = False
     config = frame["config_hash"].fillna("")
     finished = (frame["status"] == INCLUDED_STATUS).astype(int)
     order = frame.assign(

@@ -37,6 +37,7 @@ class Table:
     rows: list[list[Cell]] = field(default_factory=list)
     group_starts: set[int] = field(default_factory=set)  # rows that open a new block (\midrule)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown first, also printed by the CLI
 
     def add_row(self, cells: list[Cell], new_group: bool = False) -> None:
         """Append a row; `new_group` draws a rule above it in LaTeX."""

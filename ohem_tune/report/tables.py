@@ -28,14 +28,14 @@ SEC_PER_ITER = f"metrics.{K.FINAL_SEC_PER_ITER}"
 PEAK_MEM = f"metrics.{K.FINAL_PEAK_MEM_GB}"
 AP_PREFIX = f"metrics.{K.FINAL_AP_PREFIX}"
 COCO_PREFIX = f"metrics.{K.FINAL_COCO_PREFIX}"
-COCO_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+COCO_COLUMNS = paper.COCO_COLUMNS
 STATS_NOTE = (
     "n: finished seeds in the cell; ± is the sample standard deviation (ddof = 1), "
     "shown as — when n = 1; — with n = 0: no finished run."
 )
 
 
-def _label_cells(data: ReportData, variants: list[Variant]) -> list[tuple[str, bool]]:
+def _label_cells(variants: list[Variant]) -> list[tuple[str, bool]]:
     """Experiment labels with consecutive repeats blanked (as the paper spans them)."""
     out, previous = [], None
     for v in variants:
@@ -44,10 +44,28 @@ def _label_cells(data: ReportData, variants: list[Variant]) -> list[tuple[str, b
     return out
 
 
+# test.metric -> (column header, title, description) of final/mAP
+METRIC_NAMES = {
+    "voc07": ("07 mAP", "VOC07 mAP", "VOC07 11-point mAP"),
+    "voc10": ("mAP (all-pt)", "VOC2010+ mAP", "VOC2010+ all-points mAP"),
+    "coco": ("COCO AP", "COCO AP", "COCO AP@[.5:.95]"),
+}
+
+
+def _metric_name(data: ReportData) -> tuple[str, str, str]:
+    """How to name final/mAP: by the runs' test.metric (VOC07 unless they all say otherwise)."""
+    col = "params.test.metric"
+    metrics = set(data.runs[col].dropna()) if col in data.runs.columns else set()
+    if len(metrics) == 1:
+        return METRIC_NAMES.get(metrics.pop(), METRIC_NAMES["voc07"])
+    return METRIC_NAMES["voc07"]
+
+
 def ablation_table(data: ReportData) -> Table:
     """Table 1: one row per variant with its settings, mAP over seeds, the paper and Δ baseline."""
     variants = list(data.layout.variants)
     with_area = data.has_metric(MAP_AREA)
+    header, title, described = _metric_name(data)
     columns = [
         Column("Experiment", "l"),
         Column("Model", "l"),
@@ -55,7 +73,7 @@ def ablation_table(data: ReportData) -> Table:
         Column("LR"),
         Column("B"),
         Column("bg_lo"),
-        Column("07 mAP", better="high"),
+        Column(header, better="high"),
         Column("n"),
     ]
     if with_area:
@@ -66,16 +84,16 @@ def ablation_table(data: ReportData) -> Table:
     ]
     table = Table(
         key="ablation",
-        title="Table 1: ablations (VOC07 mAP, %)",
+        title=f"Table 1: ablations ({title}, %)",
         caption=(
-            f"Ablations of experiment `{data.layout.experiment}`: VOC07 11-point mAP (%) as "
+            f"Ablations of experiment `{data.layout.experiment}`: {described} (%) as "
             "mean ± std over seeds, the paper's number beside it, and the difference to the "
             "baseline of the same model paired by seed."
         ),
         columns=columns,
     )
     baselines_used = set()
-    for v, (label, new_group) in zip(variants, _label_cells(data, variants), strict=True):
+    for v, (label, new_group) in zip(variants, _label_cells(variants), strict=True):
         stats = data.summary(v, MAP)
         row = [
             text_cell(label) if label else Cell(""),
@@ -112,8 +130,24 @@ def ablation_table(data: ReportData) -> Table:
     )
     if with_area:
         table.notes.append("AP (all-pt): VOC2010+ area under the precision envelope (%).")
+    stand_ins = _stand_in_note(data, variants)
+    if stand_ins:
+        table.notes.append(stand_ins)
     table.notes += data.exclusion_notes(variants)
     return table
+
+
+def _stand_in_note(data: ReportData, variants: list[Variant]) -> str | None:
+    """'Model is the paper's trunk; the runs used: VGGM -> small_vggm' when the two differ."""
+    used: dict[str, set[str]] = {}
+    for v in variants:
+        model, backbone = data.model(v), data.param(v, "model.backbone")
+        if model and backbone and str(backbone) != model:
+            used.setdefault(model, set()).add(str(backbone))
+    if not used:
+        return None
+    pairs = "; ".join(f"{m} → {', '.join(sorted(b))}" for m, b in used.items())
+    return f"Model is the paper's trunk name; these runs trained model.backbone: {pairs}."
 
 
 def _pick(data: ReportData, candidates: list[Variant]) -> Variant | None:
@@ -283,7 +317,7 @@ def cost_table(data: ReportData) -> Table:
             f"({', '.join(sorted(all_devices))}); rows are split by device, never averaged"
         )
         log.warning(message)
-        table.notes.append("Warning: " + message + ".")
+        table.warnings.append(message)
     table.notes.append(STATS_NOTE)
     table.notes.append("Paper columns: heuristic / OHEM.")
     if used:
@@ -343,7 +377,16 @@ def coco_table(data: ReportData) -> Table:
         row = [text_cell(v.label), text_cell(data.model(v)), Cell(str(n))]
         row += [mean_std_cell(data.summary(v, COCO_PREFIX + c)) for c in names]
         table.add_row(row)
+    for i, (method, values) in enumerate(paper.COCO.items() if variants else ()):
+        by_name = dict(zip(paper.COCO_COLUMNS, values, strict=True))
+        row = [Cell(f"paper: {method}"), Cell("VGG16"), Cell(MISSING)]
+        row += [Cell(f"{by_name[c]:.1f}") for c in names]  # unranked: bold marks measured rows
+        table.add_row(row, new_group=i == 0)
     table.mark_best()
     table.notes.append(STATS_NOTE)
+    table.notes.append(
+        "paper rows: COCO test-dev, VGG16, from the OHEM paper; +M: multi-scale train and test; "
+        "*: trained on trainval. They are not ranked for bold."
+    )
     table.notes += data.exclusion_notes(variants)
     return table

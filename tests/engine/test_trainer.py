@@ -126,3 +126,19 @@ def test_checkpoints_are_atomic_safe_and_pruned(tiny_cfg: Config, tmp_path: Path
     model, loaded_cfg, names = load_model(tmp_path / "checkpoints" / "model_0000012.pt")
     assert not model.training and loaded_cfg.sampler.name == "heuristic" and len(names) == 4
     assert (tmp_path / "config.yaml").is_file()
+
+
+def test_final_evaluation_reaches_hooks_metrics_and_final(tiny_cfg: Config, tmp_path: Path):
+    cfg = _configure(tiny_cfg, "heuristic", 10, final_eval=True)
+    evals = []
+
+    class Saw(Hook):
+        def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+            evals.append((iteration, metrics))
+
+    final = Trainer(cfg, tmp_path, hooks=[Saw()]).train()
+    assert [it for it, _ in evals] == [10]
+    assert 0.0 <= final["final/mAP"] <= 1.0
+    assert final["final/mAP"] == evals[0][1]["eval/mAP"]
+    frame = pd.read_parquet(tmp_path / "metrics.parquet").set_index("iteration")
+    assert frame.loc[10, "eval/mAP"] == final["final/mAP"]

@@ -138,3 +138,10 @@ def test_cli_user_errors_are_one_line(
     assert message in err
     assert "Traceback" not in err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_profile_filter(store: str, tmp_path: Path) -> None:
+    result = build_report(EXPERIMENT, store, out=tmp_path, formats="md", profile="cpu_test")
+    assert len(result.runs) == len(RUNS)
+    with pytest.raises(ConfigError, match="no runs of that profile.*cpu_test"):
+        build_report(EXPERIMENT, store, out=tmp_path, formats="md", profile="paper")

@@ -114,6 +114,7 @@ def test_escape_specials_and_symbols() -> None:
         escape("61.2 ± 1.3 — Δ ✓ 1.5×") == r"61.2 $\pm$ 1.3 --- $\Delta$ $\checkmark$ 1.5$\times$"
     )
     assert escape_note("use `ohem_vggm` now") == r"use \texttt{ohem\_vggm} now"
+    assert escape("café ’x’ 中") == "cafe ?x? ?"  # always ASCII
 
 
 def _small_table() -> Table:
@@ -124,6 +125,7 @@ def _small_table() -> Table:
         [Column("name_x", "l"), Column("v", better="low")],
     )
     table.add_row([Cell("a|b"), Cell("2.0", 2.0)])
+    table.add_row([Cell("[x]"), Cell("3.0", 3.0)])
     table.add_row([Cell("c_d"), Cell("1.0", 1.0)], new_group=True)
     table.notes.append("note with 5% and `x_y`")
     table.mark_best()
@@ -144,4 +146,5 @@ def test_latex_of_small_table() -> None:
     assert "\\label{tab:exp-1:t}" in tex
     assert "c\\_d & \\textbf{1.0} \\\\" in tex
     assert tex.count("\\midrule") == 2  # header rule + the new group
+    assert "\\\\\n{}[x] & 3.0" in tex  # a row starting with '[' is not an optional argument
     assert "note with 5\\% and \\texttt{x\\_y}" in tex

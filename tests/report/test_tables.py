@@ -126,5 +126,18 @@ def test_per_class_and_coco(built: ReportResult) -> None:
     bold = {headers[j]: row[0].text for row in per_class.rows for j, c in enumerate(row) if c.bold}
     assert bold["cat"] == "OHEM" and bold["dog"] == "Fast R-CNN"
     coco = _rows(_table(built, "coco"))
-    assert list(coco) == ["OHEM +M +B/VGG16"]
+    assert [k for k in coco if not k.startswith("paper:")] == ["OHEM +M +B/VGG16"]
     assert coco["OHEM +M +B/VGG16"]["AP"] == _pm([0.30, 0.34])
+    assert coco["paper: OHEM/VGG16"]["AP"] == "22.6"  # the paper's rows sit beside, unranked
+
+
+def test_metric_column_follows_test_metric(built: ReportResult, spec_path) -> None:
+    from ohem_tune.report.data import ReportData
+    from ohem_tune.report.layout import layout_from_spec
+    from ohem_tune.report.tables import ablation_table
+
+    runs = built.runs.assign(**{"params.test.metric": "coco"})
+    table = ablation_table(ReportData(layout_from_spec(spec_path), runs))
+    assert "COCO AP" in [c.header for c in table.columns]
+    assert "07 mAP" not in [c.header for c in table.columns]
+    assert table.title == "Table 1: ablations (COCO AP, %)"
