@@ -145,6 +145,12 @@ def image_index_of(dataset: DetectionDataset, image_ids: np.ndarray) -> np.ndarr
         )
     codes, uniques = pd.factorize(np.asarray(image_ids, dtype=object))  # hashing, no sort
     index = np.array([lookup.get(u, -1) for u in uniques], dtype=np.int64)
+    if (index < 0).any():  # ids read back from text files: "17" for 17
+        by_text = {str(k): i for k, i in lookup.items()}
+        index = np.array(
+            [i if i >= 0 else by_text.get(str(u), -1) for u, i in zip(uniques, index, strict=True)],
+            dtype=np.int64,
+        )
     return index[codes] if len(codes) else np.empty(0, np.int64)
 
 

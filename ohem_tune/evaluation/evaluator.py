@@ -48,7 +48,6 @@ class EvalResult:
         out.mkdir(parents=True, exist_ok=True)
         dets_path, metrics_path = out / DETECTIONS_FILE, out / METRICS_FILE
         frame = self.table().to_frame(self.dataset.class_names)
-        frame["image_id"] = frame["image_id"].astype(str)
         frame.to_parquet(dets_path, index=False)
         payload = {
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},

@@ -66,3 +66,11 @@ def test_duplicate_dataset_ids_are_rejected():
     twice = dataset([record("i1"), record("i1")])
     with pytest.raises(EvaluationError, match="appears twice"):
         voc_eval(dets([("i1", 1, 0, 0, 5, 5, 0.5)]), twice)
+
+
+def test_integer_image_ids_match_their_text_form():
+    coco_like = dataset([record(17, [(0, 0, 9, 9)], [1]), record(23)])
+    as_text = dets([("17", 1, 0, 0, 9, 9, 0.9)])
+    assert voc_eval(as_text, coco_like).ap_area[0] == 1.0
+    with pytest.raises(EvaluationError, match="image id absent"):
+        voc_eval(dets([("18", 1, 0, 0, 9, 9, 0.9)]), coco_like)
