@@ -35,7 +35,7 @@ from ohem_tune.engine.checkpoint import (
 )
 from ohem_tune.engine.hooks import Hook
 from ohem_tune.engine.step import forward_minibatch, resolve_pool_strategy
-from ohem_tune.errors import TrainingError
+from ohem_tune.errors import ConfigError, TrainingError
 from ohem_tune.modeling import build_model
 from ohem_tune.modeling.target_stats import compute_target_stats
 from ohem_tune.samplers import build_sampler
@@ -146,8 +146,15 @@ class Trainer:
         if path is None:
             return
         blob = read_checkpoint(path, "cpu")
-        self.model.load_state_dict(blob["model"])
-        self.optimizer.load_state_dict(blob["optimizer"])
+        try:
+            self.model.load_state_dict(blob["model"])
+            self.optimizer.load_state_dict(blob["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"{path}: checkpoint does not fit this config's model/solver ({first}); "
+                "train into a new --out directory, or restore the config it was trained with"
+            ) from None
         self.scheduler.load_state_dict(blob["scheduler"])
         if "scaler" in blob and self.scaler.is_enabled():
             self.scaler.load_state_dict(blob["scaler"])

@@ -73,7 +73,9 @@ def build_scheduler(spec: Spec, max_iter: int):
         time_attr="iteration",
         metric=sched.metric,
         mode=sched.mode,
-        max_t=sched.max_t or max_iter,
+        # +1: ASHA stops a trial at t >= max_t, and a stop on the last report would kill the
+        # trial's process before it logs its final metrics.
+        max_t=(sched.max_t or max_iter) + 1,
         grace_period=sched.grace_period,
         reduction_factor=sched.reduction_factor,
         brackets=sched.brackets,

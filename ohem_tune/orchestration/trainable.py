@@ -123,6 +123,8 @@ class TuneMlflowHook(Hook):
     def on_step(self, iteration: int, stats: dict[str, float]) -> None:
         if self.first_iter_unix is None:
             self.first_iter_unix = time.time()
+        if _stop_requested():
+            raise SystemExit(0)  # stopped by a scheduler: do not train on until the next report
 
     def on_log(self, iteration: int, metrics: dict[str, float]) -> None:
         if not self.run.already_logged(tk.LOSS, iteration):
@@ -169,11 +171,24 @@ class TuneMlflowHook(Hook):
                 (Path(tmp) / "last").write_text(ckpt_path.name + "\n")
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         except SystemExit:
-            with open(self.run_dir / "trace.txt", "a") as fh:
-                fh.write(f"{time.time():.1f} SystemExit at {iteration}\n")
             if iteration < self.max_iter:
                 raise  # a scheduler stopped the trial early: pruned
             self.stopped = True  # the last iteration's stop is completion: finish normally
+
+
+def _stop_requested() -> bool:
+    """Whether Tune asked this trial to stop (it otherwise notices only at the next report).
+
+    Reads the session's stop event, a Ray-internal attribute: absent, it reads as False.
+    """
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+    except Exception:
+        return False
+    event = getattr(session, "stop_event", None)
+    return bool(event is not None and event.is_set())
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -284,7 +299,6 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     restore_tune_checkpoint(out_dir)
     hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id)
-    hook.run_dir = out_dir
     status, error = STATUS_FAILED, None
     try:
         from ohem_tune.engine.trainer import Trainer
@@ -316,12 +330,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         (out_dir / "error.txt").write_text(traceback.format_exc())
         raise  # Tune retries from the last checkpoint up to FailureConfig.max_failures
     finally:
-        _t = time.time()
-        with open(out_dir / "trace.txt", "a") as fh:
-            fh.write(f"{_t:.1f} finally status={status}\n")
         run.end(status, error)
-        with open(out_dir / "trace.txt", "a") as fh:
-            fh.write(f"{time.time():.1f} ended after {time.time()-_t:.1f}s\n")
 
 
 def _final_alias(final: dict[str, float]) -> dict[str, float]:

@@ -12,7 +12,7 @@ from ohem_tune.config import Config
 from ohem_tune.engine import Hook, load_model
 from ohem_tune.engine.checkpoint import last_checkpoint
 from ohem_tune.engine.trainer import Trainer
-from ohem_tune.errors import TrainingError
+from ohem_tune.errors import ConfigError, TrainingError
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +142,19 @@ def test_final_evaluation_reaches_hooks_metrics_and_final(tiny_cfg: Config, tmp_
     assert final["final/mAP"] == evals[0][1]["eval/mAP"]
     frame = pd.read_parquet(tmp_path / "metrics.parquet").set_index("iteration")
     assert frame.loc[10, "eval/mAP"] == final["final/mAP"]
+
+
+def test_amp_on_cpu_is_ignored_with_a_warning(tiny_cfg: Config, tmp_path: Path):
+    cfg = _configure(tiny_cfg, "heuristic", 2)
+    cfg.solver.amp = "bf16"
+    with pytest.warns(UserWarning, match="needs CUDA"):
+        trainer = Trainer(cfg, tmp_path)
+    assert trainer.amp_dtype is None and trainer.device.type == "cpu"
+
+
+def test_resuming_with_an_incompatible_model_is_a_config_error(tiny_cfg: Config, tmp_path: Path):
+    Trainer(_configure(tiny_cfg.model_copy(deep=True), "heuristic", 2), tmp_path).train()
+    changed = _configure(tiny_cfg.model_copy(deep=True), "heuristic", 4)
+    changed.model.fc_dim = 48
+    with pytest.raises(ConfigError, match="checkpoint does not fit"):
+        Trainer(changed, tmp_path)
