@@ -14,7 +14,9 @@ from ohem_tune.cli.common import console
 
 
 def run(
-    spec: Path = typer.Argument(..., help="Search-space spec YAML (e.g. search_spaces/smoke.yaml)."),
+    spec: Path = typer.Argument(
+        ..., help="Search-space spec YAML (e.g. search_spaces/smoke.yaml)."
+    ),
     profile: str | None = typer.Option(
         None, "--profile", "-p", help="Profile of the spec (default: the spec's default_profile)."
     ),

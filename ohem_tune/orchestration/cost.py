@@ -25,20 +25,20 @@ _GPU_600 = {
     ("small", "ohem"): 0.05,
     ("small", "all"): 0.06,
 }
-# CPU, one thread, 128 px, N = 2: CPU seconds per iteration measured on this project's
-# 2-core calibration machine (benchmarks/orchestration_efficiency.py --calibrate prints them).
+# CPU, one thread, 128 px, N = 2: CPU seconds per iteration of the local profile's trunks,
+# measured with `python benchmarks/orchestration_efficiency.py --calibrate` (docs/orchestration.md).
 _CPU_128 = {
-    ("vgg16", "heuristic"): 0.16,
-    ("vgg16", "ohem"): 0.30,
-    ("vgg16", "all"): 0.38,
-    ("vggm", "heuristic"): 0.10,
-    ("vggm", "ohem"): 0.20,
-    ("vggm", "all"): 0.26,
-    ("tiny", "heuristic"): 0.03,
-    ("tiny", "ohem"): 0.05,
-    ("tiny", "all"): 0.06,
+    ("vgg16", "heuristic"): 0.27,
+    ("vgg16", "ohem"): 0.35,
+    ("vgg16", "all"): 0.75,
+    ("vggm", "heuristic"): 0.19,
+    ("vggm", "ohem"): 0.29,
+    ("vggm", "all"): 0.73,
+    ("tiny", "heuristic"): 0.05,
+    ("tiny", "ohem"): 0.07,
+    ("tiny", "all"): 0.10,
 }
-_CPU_EVAL_PER_IMAGE_128 = 0.03  # seconds per test image and scale, one thread, 128 px
+_CPU_EVAL_PER_IMAGE_128 = 0.065  # CPU seconds per test image and scale, one thread, 128 px
 _GPU_EVAL_PER_IMAGE_600 = 0.15
 _TRIAL_OVERHEAD_S = 4.0  # data loading, model build, MLflow, Tune reporting
 _FULL_DEFAULT_TEST_IMAGES = {"synthetic": None, "voc": 4952, "coco": 5000}
@@ -81,6 +81,8 @@ def estimate_trial(cfg: Config, resources: Any) -> TrialCost:
     """Seconds for one trial of `cfg` on the resources it is given."""
     trunk, sampler = _families(cfg)
     n_scale = (0.5 + 0.5 * cfg.solver.ims_per_batch / 2) * cfg.solver.iter_size
+    if sampler == "all":  # every RoI gets gradient: cost grows with the images' RoIs
+        n_scale = cfg.solver.ims_per_batch / 2 * cfg.solver.iter_size
     scale = sum(cfg.input.scales) / len(cfg.input.scales)
     evals = 1 + (cfg.train.max_iter // cfg.train.eval_period if cfg.train.eval_period else 0)
     test_work = _test_images(cfg) * sum((s / 600) ** 2 for s in cfg.test.scales)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,9 @@ from ohem_tune import __version__
 from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config
 from ohem_tune.errors import ConfigError, OhemTuneError, TrackingError
+from ohem_tune.orchestration import keys as tr
 from ohem_tune.orchestration import resume as resume_mod
 from ohem_tune.orchestration import tracking
-from ohem_tune.orchestration import trainable as tr
 from ohem_tune.spec import Spec, TrialSpec, load_spec
 
 DEFAULT_STORAGE = "ray_results"
@@ -43,8 +44,13 @@ WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60", "RAY_USAGE_STATS_ENABLED":
 
 def quiet_env() -> None:
     """Environment defaults for the driver (set before Ray and MLflow are imported)."""
+    import logging
+
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..." etc.
+
+
 _PATH_FIELDS = ("model.weights",)
 
 
@@ -61,6 +67,7 @@ class TrialOutcome:
     metric: float | None = None
     error: str | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None
     first_iter_unix: float | None = None
     start_unix: float | None = None
 
@@ -369,8 +376,11 @@ def run_plan(
 
     # Longest first: the last trials to start are short, so slots do not idle at the end.
     pending.sort(key=lambda t: -estimate_trial(t.config, resources).seconds)
-    prepare_data(pending or plan.trials)
-    started_ray = connect_ray(address, resources.gpu)
+    # Ray starts (seconds) while the synthetic data is generated (seconds): overlap them.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        data_ready = pool.submit(prepare_data, pending or plan.trials)
+        started_ray = connect_ray(address, resources.gpu)
+        data_ready.result()
     try:
         check_cluster_tracking(plan.tracking_uri)
         summary.slots = cluster_slots(resources)
@@ -430,6 +440,7 @@ def _fit(
     """Build the Tuner and run it; returns the last result of each trial by our trial id."""
     from ray import tune
 
+    from ohem_tune.orchestration import trainable as tr
     from ohem_tune.orchestration.progress import ProgressTable
     from ohem_tune.orchestration.search import build_scheduler, build_searcher, decision_metric
 
@@ -533,13 +544,27 @@ def _fit(
     except KeyboardInterrupt:
         summary.interrupted = True
         return {}
+    statuses = _tune_statuses(grid)
+    if any(status not in ("TERMINATED", "ERROR") for status in statuses.values()):
+        summary.interrupted = True  # e.g. Ctrl-C: Tune returns with trials still running
     out: dict[str, dict[str, Any]] = {}
     for result in grid:
         metrics = dict(result.metrics or {})
         tid = metrics.get(tr.TRIAL_ID)
         if tid:
             out[str(tid)] = metrics
-            _settle_run(plan.tracking_uri, metrics, result.error)
+            if statuses.get(str(tid)) in ("TERMINATED", "ERROR"):
+                _settle_run(plan.tracking_uri, metrics, result.error)
+    return out
+
+
+def _tune_statuses(grid: Any) -> dict[str, str]:
+    """Our trial id -> Tune's final trial status (TERMINATED, ERROR, or still RUNNING/PENDING)."""
+    analysis = getattr(grid, "_experiment_analysis", None)
+    out: dict[str, str] = {}
+    for i, trial in enumerate(getattr(analysis, "trials", None) or []):
+        tid = (trial.last_result or {}).get(tr.TRIAL_ID) or f"<not started {i}>"
+        out[str(tid)] = str(trial.status)
     return out
 
 
@@ -556,11 +581,16 @@ def _settle_run(uri: str, metrics: dict[str, Any], error: BaseException | None) 
     if run.info.status != "RUNNING":
         return
     if error is not None:
-        tracking.end_run(uri, run_id, tracking.STATUS_FAILED,
-                         {tk.TAG_STATUS: tracking.STATUS_FAILED, tk.TAG_ERROR: str(error)[:4000]})
+        tracking.end_run(
+            uri,
+            run_id,
+            tracking.STATUS_FAILED,
+            {tk.TAG_STATUS: tracking.STATUS_FAILED, tk.TAG_ERROR: str(error)[:4000]},
+        )
     elif metrics.get(tr.STATUS) == tracking.STATUS_FINISHED:
-        tracking.end_run(uri, run_id, tracking.STATUS_FINISHED,
-                         {tk.TAG_STATUS: tracking.STATUS_FINISHED})
+        tracking.end_run(
+            uri, run_id, tracking.STATUS_FINISHED, {tk.TAG_STATUS: tracking.STATUS_FINISHED}
+        )
     else:  # stopped by the scheduler
         tracking.end_run(uri, run_id, tracking.STATUS_PRUNED,
                          {tk.TAG_STATUS: tracking.STATUS_PRUNED})  # fmt: skip
@@ -623,6 +653,7 @@ def _outcomes_from_mlflow(
                 metric=rec.metrics.get(metric_key) if rec else None,
                 error=_error_of(plan, rec) if rec and status == "FAILED" else None,
                 seconds=result.get(tr.TRIAL_SECONDS),
+                cpu_seconds=result.get(tr.TRIAL_CPU_SECONDS),
                 first_iter_unix=result.get(tr.FIRST_ITER),
                 start_unix=result.get(tr.TRIAL_START),
             )

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ohem_tune import tracking_keys as tk
-from ohem_tune.orchestration import trainable as tr
+from ohem_tune.orchestration import keys as tr
 
 
 @dataclass
@@ -91,7 +91,9 @@ class ProgressTable:
     def _done(self, trial: Any, fallback: str) -> None:
         row = self._row(trial)
         if row.status in ("RUNNING", "RESTORING", "RETRYING", "PENDING"):
-            row.status = "PRUNED" if fallback == "DONE" and row.iteration < row.max_iter else fallback
+            row.status = (
+                "PRUNED" if fallback == "DONE" and row.iteration < row.max_iter else fallback
+            )
             if row.status == "DONE":
                 row.status = "FINISHED"
         if self.live is None:
@@ -136,7 +138,7 @@ class ProgressTable:
 
 
 def _make_callback(table: ProgressTable) -> Any:
-    """A Tune Callback forwarding to `table`; it pickles (for Tune's experiment state) as a no-op."""
+    """A Tune Callback forwarding to `table`; pickled into Tune's state, it becomes a no-op."""
     from ray.tune import Callback
 
     class _Forward(Callback):

@@ -30,7 +30,11 @@ class Manifest:
 
     @classmethod
     def build(
-        cls, spec_name: str, spec_file: str, profile: str | None, trials: list[TrialSpec],
+        cls,
+        spec_name: str,
+        spec_file: str,
+        profile: str | None,
+        trials: list[TrialSpec],
         search: dict[str, Any],
     ) -> Manifest:
         variants: dict[str, dict[str, Any]] = {}
@@ -70,9 +74,13 @@ def diff(old: Manifest, new: Manifest, limit: int = 6) -> list[str]:
             for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)
         ]
-        changes.append(f"variant '{name}': " + "; ".join(fields[:4]) + (" ..." if len(fields) > 4 else ""))
+        changes.append(
+            f"variant '{name}': " + "; ".join(fields[:4]) + (" ..." if len(fields) > 4 else "")
+        )
     if old.search != new.search:
-        keys = sorted(k for k in set(old.search) | set(new.search) if old.search.get(k) != new.search.get(k))
+        keys = sorted(
+            k for k in set(old.search) | set(new.search) if old.search.get(k) != new.search.get(k)
+        )
         changes.append("search/scheduler changed: " + ", ".join(keys))
     if len(changes) > limit:
         changes = [*changes[:limit], f"... and {len(changes) - limit} more"]
@@ -83,9 +91,7 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else json.dumps(value, default=str)
 
 
-def check_or_write(
-    exp_dir: Path, manifest: Manifest, resume: bool, experiment_hint: str
-) -> bool:
+def check_or_write(exp_dir: Path, manifest: Manifest, resume: bool, experiment_hint: str) -> bool:
     """Compare with the experiment folder's manifest; returns True when continuing one.
 
     A changed spec raises ConfigError naming the changes; `resume=True` with nothing to resume

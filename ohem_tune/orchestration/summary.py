@@ -47,12 +47,13 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
         console.print(_trial_table(plan, costs))
     finally:
         console.width = width
-    if plan.optuna and spec.search is not None:
-        space = Table(title=f"Optuna search: {spec.search.num_samples} samples, "
-                      f"{spec.search.mode} {spec.search.metric}")  # fmt: skip
+    search = spec.search_for(plan.profile)
+    if plan.optuna and search is not None:
+        space = Table(title=f"Optuna search: {search.num_samples} samples, "
+                      f"{search.mode} {search.metric}")  # fmt: skip
         space.add_column("parameter")
         space.add_column("distribution")
-        for key, param in spec.search.params.items():
+        for key, param in search.params.items():
             space.add_row(key, param.describe())
         console.print(space)
     if spec.scheduler.type != "none":
@@ -82,7 +83,8 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
         slots = local_slots(plan, max_concurrent)
         wall = schedule_seconds(durations, slots)
         console.print(
-            f"estimated cost: {total / 3600:.2f} CPU-hours ({per_trial} per trial); "
+            f"estimated cost: {'at most ' if spec.scheduler.type != 'none' else ''}"
+            f"{total / 3600:.2f} CPU-hours ({per_trial} per trial); "
             f"~{_duration(wall)} on this machine ({slots} trial(s) at once)",
             highlight=False,
         )

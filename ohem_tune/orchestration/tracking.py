@@ -149,11 +149,11 @@ def trial_runs(uri: str, experiment_id: str) -> dict[str, list[RunRecord]]:
     token = None
     while True:
         page = with_retries(
-            lambda: mlflow_client.search_runs(
+            lambda page_token=token: mlflow_client.search_runs(
                 [experiment_id],
                 filter_string=f"tags.`{tk.TAG_ROLE}` = 'trial'",
                 max_results=1000,
-                page_token=token,
+                page_token=page_token,
             )
         )
         for run in page:
@@ -297,9 +297,7 @@ class TrialRun:
         """Flat params (lists as strings); keys logged by an earlier attempt are skipped."""
         from mlflow.entities import Param
 
-        items = [
-            Param(k, str(v)[:6000]) for k, v in params.items() if k not in self._logged_params
-        ]
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in self._logged_params]
         for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
             chunk = items[i : i + _MAX_PARAMS_PER_BATCH]
             with_retries(lambda chunk=chunk: self._client.log_batch(self.run_id, params=chunk))

@@ -23,6 +23,18 @@ from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config, build_config, deep_merge
 from ohem_tune.engine.hooks import Hook
 from ohem_tune.errors import ConfigError, TrainingError
+from ohem_tune.orchestration.keys import (
+    FIRST_ITER,
+    ITERATION,
+    RUN_ID,
+    STATUS,
+    TAG_RAY_NODE,
+    TAG_SEARCH_POINT,
+    TRIAL_CPU_SECONDS,
+    TRIAL_ID,
+    TRIAL_SECONDS,
+    TRIAL_START,
+)
 from ohem_tune.orchestration.tracking import (
     STATUS_FAILED,
     STATUS_FINISHED,
@@ -32,16 +44,6 @@ from ohem_tune.orchestration.tracking import (
     host_name,
 )
 from ohem_tune.spec.expand import dotted_tree, trial_id_for
-
-# Keys of the result dicts reported to Tune besides the trainer's metrics.
-ITERATION = "iteration"
-STATUS = "ohem_tune/status"
-TRIAL_ID = "ohem_tune/trial_id"
-TRIAL_SECONDS = "ohem_tune/trial_seconds"
-TRIAL_START = "ohem_tune/trial_start_unix"
-FIRST_ITER = "ohem_tune/first_iter_unix"
-RUN_ID = "ohem_tune/mlflow_run_id"
-TAG_SEARCH_POINT = "ohem_tune.search_point"  # JSON of the Optuna-sampled values
 
 
 @dataclass
@@ -265,7 +267,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune entry point of one trial (a function trainable)."""
     import torch
 
-    started = time.time()
+    started, cpu_started = time.time(), _cpu_seconds()
     cfg, payload = resolve_trial(config, ctx)
     trial_id = payload["trial_id"]
     done = TrialRun.finished_metrics(ctx.tracking_uri, ctx.experiment_id, trial_id)
@@ -286,6 +288,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         tk.TAG_DEVICE: device_tag,
         tk.TAG_HOST: host_name(),
         tk.TAG_VERSION: __version__,
+        TAG_RAY_NODE: _node_id(),
     }
     run = TrialRun.open(
         ctx.tracking_uri,
@@ -312,6 +315,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         status = STATUS_FINISHED
         extra = {**final, STATUS: STATUS_FINISHED, TRIAL_SECONDS: time.time() - started}
         extra[TRIAL_START] = started
+        extra[TRIAL_CPU_SECONDS] = _cpu_seconds() - cpu_started
         if ctx.metric and ctx.metric not in hook.latest and ctx.metric in _final_alias(final):
             extra[ctx.metric] = _final_alias(final)[ctx.metric]
         try:
@@ -333,9 +337,24 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         run.end(status, error)
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def _final_alias(final: dict[str, float]) -> dict[str, float]:
     """final/X -> eval/X, so a searcher's eval metric exists even without periodic evaluation."""
-    return {"eval/" + k.removeprefix("final/"): v for k, v in final.items() if k.startswith("final/")}
+    return {
+        "eval/" + k.removeprefix("final/"): v for k, v in final.items() if k.startswith("final/")
+    }
 
 
 def _safe_report(hook: TuneMlflowHook, iteration: int, extra: dict[str, Any]) -> None:

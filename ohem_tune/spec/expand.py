@@ -178,7 +178,9 @@ def variant_tree(
     if overrides:
         tree = deep_merge(tree, parse_overrides(overrides))
     if prof is not None and prof.backbone_map:
-        backbone = tree.get("model", {}).get("backbone") if isinstance(tree.get("model"), dict) else None
+        backbone = (
+            tree.get("model", {}).get("backbone") if isinstance(tree.get("model"), dict) else None
+        )
         if backbone in prof.backbone_map:
             tree = deep_merge(tree, {"model": {"backbone": prof.backbone_map[backbone]}})
     return tree
@@ -250,7 +252,9 @@ def check_search(spec: Spec, cfg: Config, where: str, profile: str | None) -> No
         seen.add(key)
     for key in search.grid:
         if key not in flat:
-            raise ConfigError(f"{spec.where}: search.grid.{key}: not a config field{suggest(key, flat)}")
+            raise ConfigError(
+                f"{spec.where}: search.grid.{key}: not a config field{suggest(key, flat)}"
+            )
 
 
 def check_scheduler(spec: Spec, cfg: Config, where: str) -> None:

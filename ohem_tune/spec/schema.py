@@ -85,7 +85,7 @@ class Variant(Section):
 
 
 class SchedulerSpec(Section):
-    """Early stopping: none, or ASHA on a named metric at evaluation points (`train.eval_period`)."""
+    """Early stopping: none, or ASHA on a metric at evaluations (every `train.eval_period`)."""
 
     type: Literal["none", "asha"] = "none"
     metric: str = "eval/mAP"

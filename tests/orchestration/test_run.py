@@ -122,9 +122,15 @@ def test_failing_trial_is_retried_and_non_finite_loss_fails_only_its_trial(
     ray_cluster, tmp_path, dataset_cache
 ):
     variants = yaml.safe_load(SMOKE.read_text())["variants"]
-    variants.append({"name": "diverge", "set": {"sampler.name": "heuristic", "solver.lr": 10.0,
-                                                "solver.weight_decay": 1.0e8}})
-    spec = spec_file(tmp_path, variants=variants, hooks=["tests.orchestration.hooks:FailOnceForOhem"])
+    variants.append(
+        {
+            "name": "diverge",
+            "set": {"sampler.name": "heuristic", "solver.lr": 10.0, "solver.weight_decay": 1.0e8},
+        }
+    )
+    spec = spec_file(
+        tmp_path, variants=variants, hooks=["tests.orchestration.hooks:FailOnceForOhem"]
+    )
     plan = plan_for(spec, tmp_path, dataset_cache)
     summary = run_plan(plan)
 
@@ -184,12 +190,21 @@ def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cach
             "params": {
                 "solver.lr": {"type": "float", "low": 1.0e-4, "high": 0.05, "log": True},
                 "sampler.name": {"type": "categorical", "choices": ["heuristic", "ohem"]},
-                "sampler.bg_lo": {"type": "float", "low": 0.0, "high": 0.3,
-                                  "when": {"sampler.name": "heuristic"}},
+                "sampler.bg_lo": {
+                    "type": "float",
+                    "low": 0.0,
+                    "high": 0.3,
+                    "when": {"sampler.name": "heuristic"},
+                },
             },
         },  # fmt: skip
-        scheduler={"type": "asha", "metric": "train/loss", "mode": "min", "grace_period": 10,
-                   "reduction_factor": 3},  # fmt: skip
+        scheduler={
+            "type": "asha",
+            "metric": "train/loss",
+            "mode": "min",
+            "grace_period": 10,
+            "reduction_factor": 3,
+        },  # fmt: skip
     )
     plan = plan_for(spec, tmp_path, dataset_cache, "test.max_images=4")
     summary = run_plan(plan)

@@ -14,7 +14,9 @@ from ohem_tune.spec import build_spec
 
 
 def test_tracking_uri_resolution(tmp_path):
-    assert tracking.resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert (
+        tracking.resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    )
     rel = tracking.resolve_tracking_uri("sqlite:///runs/x.db", tmp_path)
     assert rel == f"sqlite:///{tmp_path.resolve()}/runs/x.db"
     assert tracking.resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"

@@ -53,7 +53,9 @@ def test_paper_ablation_expands_to_rows_times_seeds_with_distinct_ids():
     # The local profile keeps the paper's LR ratios (1e-3 : 4e-3 : 3e-3) and swaps the trunks.
     by_name = {t.variant: t.config for t in trials if t.seed == 0}
     assert by_name["allrois_vggm_n2"].solver.lr == pytest.approx(4 * by_name["frcn_vggm"].solver.lr)
-    assert by_name["allrois_vgg16_n2"].solver.lr == pytest.approx(3 * by_name["frcn_vgg16"].solver.lr)
+    assert by_name["allrois_vgg16_n2"].solver.lr == pytest.approx(
+        3 * by_name["frcn_vgg16"].solver.lr
+    )
     assert by_name["frcn_vgg16"].model.backbone == "small_vgg16"
     assert by_name["ohem_vgg16_n1"].solver.ims_per_batch == 1
     paper = {t.variant: t.config for t in spec.expand(profile="paper")}
@@ -148,7 +150,8 @@ def test_profile_merge_order_and_by_profile(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda t: t["variants"][1].update(sett={}), "variants[b].sett: unknown key (did you mean 'set'?)"),
+        (lambda t: t["variants"][1].update(sett={}),
+         "variants[b].sett: unknown key (did you mean 'set'?)"),
         (lambda t: t.update(seeds=0), "seeds: bad value 0"),
         (lambda t: t["variants"][0]["set"].update({"sampler.bg_loo": 0.0}),
          "variant 'a': sampler.bg_loo: unknown key (did you mean 'bg_lo'?)"),
@@ -198,7 +201,11 @@ def test_grid_expands_the_cartesian_product(tmp_path):
     tree = minimal(search={"grid": {"solver.lr": [0.001, 0.01], "solver.ims_per_batch": [1, 2]}})
     trials = load_spec(write_spec(tmp_path, tree)).expand()
     assert len(trials) == 2 * 4
-    lrs = {(t.config.solver.lr, t.config.solver.ims_per_batch) for t in trials if t.variant.startswith("a@")}
+    lrs = {
+        (t.config.solver.lr, t.config.solver.ims_per_batch)
+        for t in trials
+        if t.variant.startswith("a@")
+    }
     assert lrs == {(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)}
 
 
@@ -235,7 +242,8 @@ def test_spec_layer_imports_neither_torch_nor_ray():
     import sys
 
     code = (
-        "import sys, ohem_tune.spec as s; s.load_spec('search_spaces/paper_ablation.yaml').expand();"
+        "import sys, ohem_tune.spec as s;"
+        "s.load_spec('search_spaces/paper_ablation.yaml').expand();"
         "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

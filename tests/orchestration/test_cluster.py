@@ -1,0 +1,156 @@
+"""A 2-node Ray cluster on localhost (token auth) plus a real `mlflow server`: trials land on both
+nodes and every run reaches the server; a SQLite URI is refused up front on a multi-node cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from ohem_tune import tracking_keys as tk
+from ohem_tune.orchestration.keys import TAG_RAY_NODE
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+GB = 1024**3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A child in its own process group, so teardown stops exactly what this test started."""
+    return subprocess.Popen(
+        cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive_nodes(address: str, env: dict[str, str]) -> int:
+    code = (
+        f"import ray; ray.init(address={address!r}, log_to_driver=False);"
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Head + worker node (1 CPU each, memory capped per node) and an MLflow server."""
+    work = tmp_path_factory.mktemp("cluster")
+    ray_tmp = tempfile.mkdtemp(prefix="oc", dir="/tmp")  # Ray's socket paths are length-capped
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": ray_tmp,
+        "RAY_AUTH_MODE": "token",  # the default for new clusters: joiners need the token
+        "RAY_AUTH_TOKEN": uuid.uuid4().hex,  # kept out of ~/.ray/auth_token
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    ray_port, mlflow_port = free_port(), free_port()
+    address = f"127.0.0.1:{ray_port}"
+    node_flags = ["--num-cpus=1", "--num-gpus=0", f"--memory={2 * GB}",
+                  f"--object-store-memory={GB // 8}", "--block"]  # fmt: skip
+    procs = [
+        start([str(BIN / "mlflow"), "server", "--backend-store-uri",
+               f"sqlite:///{work}/server.db", "--artifacts-destination", str(work / "artifacts"),
+               "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
+              env, work / "mlflow.log"),
+        start([str(BIN / "ray"), "start", "--head", f"--port={ray_port}",
+               "--include-dashboard=false", "--node-ip-address=127.0.0.1", *node_flags],
+              env, work / "head.log"),
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: alive_nodes(address, env) >= 1, 90, "the Ray head")
+        procs.append(
+            start([str(BIN / "ray"), "start", f"--address={address}",
+                   "--node-ip-address=127.0.0.1", *node_flags], env, work / "worker.log")
+        )  # fmt: skip
+        wait_for(lambda: alive_nodes(address, env) >= 2, 90, "the second Ray node")
+        url = f"http://127.0.0.1:{mlflow_port}"
+        wait_for(lambda: healthy(url), 90, "the MLflow server")
+        yield {"address": address, "env": env, "url": url, "work": work}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def run_cli(cluster, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "ohem-tune"), "run", str(ROOT / "search_spaces" / "smoke.yaml"),
+           "--address", cluster["address"], *args]  # fmt: skip
+    return subprocess.run(
+        cmd, cwd=ROOT, env=cluster["env"], capture_output=True, text=True, timeout=400
+    )
+
+
+def test_sqlite_store_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
+    out = run_cli(cluster, "--tracking-uri", f"sqlite:///{tmp_path}/m.db",
+                  "--storage-path", str(tmp_path / "results"))  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "trials on other nodes cannot write it" in out.stderr
+    assert "--tracking-uri http://" in out.stderr
+
+
+def test_trials_land_on_both_nodes_and_runs_reach_the_server(cluster, tmp_path, dataset_cache):
+    out = run_cli(
+        cluster,
+        "--tracking-uri", cluster["url"],
+        "--storage-path", str(tmp_path / "results"),
+        "--set", f"dataset.synthetic.cache_dir={dataset_cache}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    client = MlflowClient(cluster["url"])
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id], f"tags.`{tk.TAG_ROLE}` = 'trial'")
+    assert len(runs) == 2
+    assert all(r.info.status == "FINISHED" and tk.FINAL_MAP in r.data.metrics for r in runs)
+    assert len({r.data.tags[TAG_RAY_NODE] for r in runs}) == 2  # one trial per 1-CPU node
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert "metrics.parquet" in artifacts  # proxied through the server
