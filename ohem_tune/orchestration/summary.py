@@ -146,8 +146,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         line += f", {rest} unfinished"
     if summary.already_finished:
         line += f" (+{summary.already_finished} finished earlier)"
-    title = "[bold green]done[/]" if summary.complete and not counts["FAILED"] else "[bold yellow]"
-    title += "stopped early[/]" if not summary.complete else ""
+    if not summary.complete:
+        title = "[bold yellow]stopped early[/]"
+    elif counts["FAILED"]:
+        title = "[bold yellow]done, with failures[/]"
+    else:
+        title = "[bold green]done[/]"
     console.print(f"{title}: {line} in {_duration(summary.wall_seconds)}", highlight=False)
     for outcome in summary.outcomes:
         if outcome.status == "FAILED":
