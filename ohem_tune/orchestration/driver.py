@@ -21,7 +21,7 @@ from rich.console import Console
 from ohem_tune import __version__
 from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config
-from ohem_tune.errors import ConfigError, OhemTuneError, TrackingError
+from ohem_tune.errors import ConfigError, DataError, OhemTuneError, TrackingError
 from ohem_tune.orchestration import keys as tr
 from ohem_tune.orchestration import resume as resume_mod
 from ohem_tune.orchestration import tracking
@@ -31,6 +31,7 @@ DEFAULT_STORAGE = "ray_results"
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # closed networks: no phoning home
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # not "Creating initial MLflow database tables..."
     "RAY_AIR_NEW_OUTPUT": "0",  # our own progress table replaces Tune's console output
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
@@ -44,11 +45,8 @@ WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60", "RAY_USAGE_STATS_ENABLED":
 
 def quiet_env() -> None:
     """Environment defaults for the driver (set before Ray and MLflow are imported)."""
-    import logging
-
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..." etc.
 
 
 _PATH_FIELDS = ("model.weights",)
@@ -213,6 +211,21 @@ def git_sha() -> str:
     return ""
 
 
+def check_local_paths(trials: list[TrialSpec], spec_path: str) -> None:
+    """On this machine, datasets and weights a trial names must exist (checked before Ray)."""
+    for trial in trials:
+        cfg = trial.config
+        needed = [("dataset.root", cfg.dataset.root), ("model.weights", cfg.model.weights)]
+        for field_name, path in needed:
+            if path is not None and not Path(path).expanduser().exists():
+                raise DataError(
+                    f"{spec_path}: variant '{trial.variant}' (profile '{trial.profile}'): "
+                    f"{field_name}: {path} does not exist; put the files there, point "
+                    f"--set {field_name}=... at them, or use a profile that needs no data "
+                    "(the default `local` profile uses the built-in synthetic set)"
+                )
+
+
 def prepare_data(trials: list[TrialSpec]) -> None:
     """Generate each distinct synthetic dataset once, before trials race to build it."""
     from ohem_tune.data.build import synthetic_root
@@ -330,6 +343,8 @@ def run_plan(
     if max_concurrent is not None:
         resources = resources.model_copy(update={"max_concurrent": max_concurrent})
 
+    if address is None:  # a cluster's nodes may see other files than the driver
+        check_local_paths(plan.trials, plan.spec_path)
     search_def = {
         "search": spec.search.model_dump(mode="json") if spec.search else None,
         "scheduler": spec.scheduler.model_dump(mode="json"),

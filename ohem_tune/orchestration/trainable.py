@@ -22,7 +22,7 @@ from ohem_tune import __version__
 from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config, build_config, deep_merge
 from ohem_tune.engine.hooks import Hook
-from ohem_tune.errors import ConfigError, TrainingError
+from ohem_tune.errors import ConfigError, OhemTuneError, TrainingError
 from ohem_tune.orchestration.keys import (
     FIRST_ITER,
     ITERATION,
@@ -325,8 +325,8 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     except SystemExit:  # ASHA (or a stop condition) ended the trial inside tune.report
         status = STATUS_PRUNED
         raise
-    except TrainingError as exc:  # e.g. a non-finite loss: deterministic, retrying cannot help
-        status, error = STATUS_FAILED, str(exc)
+    except OhemTuneError as exc:  # a non-finite loss, bad data: deterministic, no retry helps
+        status, error = STATUS_FAILED, f"{type(exc).__name__}: {exc}"[:4000]
         _safe_report(hook, cfg.train.max_iter, {STATUS: STATUS_FAILED})
     except BaseException as exc:
         status = STATUS_FAILED

@@ -63,3 +63,12 @@ def test_bad_input_is_one_red_line_and_exit_2(tmp_path, args, expected):
     assert "Traceback" not in out.stderr
     missing = run_cli(str(tmp_path / "nope.yaml"), "--dry-run", cwd=tmp_path)
     assert missing.returncode == 2 and "nope.yaml: file not found" in missing.stderr
+
+
+def test_missing_data_fails_before_anything_starts(tmp_path):
+    spec = ROOT / "search_spaces" / "paper_ablation.yaml"
+    out = run_cli(str(spec), "--profile", "paper", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "variant 'frcn_vggm' (profile 'paper'): dataset.root:" in out.stderr
+    assert "does not exist" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
