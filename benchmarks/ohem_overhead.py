@@ -9,13 +9,13 @@ For each setting, on the same minibatches and the same model initialisation, one
 and, timed alone, the read-only RoI-head pass over all RoIs (pooling included). OHEM's floor =
 (heuristic + read-only pass) / heuristic: the one cost OHEM cannot avoid.
 
-Timing: methods run round-robin (one iteration each per round) so machine-load drift hits all
-alike; medians are reported. Memory: each method in a fresh subprocess. CUDA ->
-torch.cuda.max_memory_allocated minus what was allocated before the first step. CPU -> the
-kernel's peak-RSS mark (VmHWM) is reset after the model and data are built
-(/proc/self/clear_refs); peak RSS minus the RSS at that point is the training steps' working
-memory (optimizer state included). The ratio of whole-process peaks (model, data and the torch
-runtime included) is printed too.
+Timing (wall clock; `--clock cpu`: this process's CPU time, for a busy machine): methods run
+round-robin (one iteration each per round) so load drift hits all alike; medians are reported.
+Memory: each method in a fresh subprocess. CUDA -> torch.cuda.max_memory_allocated minus what
+was allocated before the first step. CPU -> the kernel's peak-RSS mark (VmHWM) is reset once
+the model and data are built (/proc/self/clear_refs); peak RSS minus the RSS at that point is the
+training steps' working memory (optimizer state included). The ratio of whole-process peaks
+(model, data and the torch runtime included) is printed too.
 
 Settings: `paper` = VGG_CNN_M_1024 trunk (from-scratch weights) at 600 x 800 px, 2000
 proposals per image, N = 2, B = 128, roi_pool; `cpu` = configs/local.yaml (small_vggm, 128 px,
@@ -46,6 +46,8 @@ from ohem_tune.modeling import build_model  # noqa: E402
 from ohem_tune.modeling.matching import match_minibatch  # noqa: E402
 from ohem_tune.samplers import RankingPass, build_sampler  # noqa: E402
 from ohem_tune.solver import build_optimizer  # noqa: E402
+
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process)
 
 METHODS = {  # name -> (sampler, pool strategy)
     "heuristic": ("heuristic", "repool"),
@@ -133,7 +135,7 @@ class Runner:
         self.device = device
 
     def step(self, batch: Minibatch) -> float:
-        start = time.perf_counter()
+        start = CLOCK()
         out = forward_minibatch(
             self.model, batch, self.sampler, self.cfg.sampler.fg_thresh, self.strategy
         )
@@ -141,7 +143,7 @@ class Runner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         _sync(self.device)
-        return time.perf_counter() - start
+        return CLOCK() - start
 
     def ranking_pass(self, batch: Minibatch) -> float:
         """The read-only RoI-head pass over all RoIs alone (features computed beforehand)."""
@@ -150,10 +152,10 @@ class Runner:
         targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
         norm = torch.zeros_like(targets.targets)
         _sync(self.device)
-        start = time.perf_counter()
+        start = CLOCK()
         RankingPass(self.model, features, targets, norm, dropout=True).losses()
         _sync(self.device)
-        return time.perf_counter() - start
+        return CLOCK() - start
 
 
 def _sync(device: torch.device) -> None:
@@ -255,6 +257,7 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
         "setting": setting,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
+        "clock": "cpu" if CLOCK is time.process_time else "wall",
         "rois_per_minibatch": timing["rois_per_batch"],
         "image_hw": timing["image_hw"],
         "ranking_pass_s": round(med["ranking_pass"], 4),
@@ -263,7 +266,8 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
         "rows": rows,
     }
     print(f"\n## {setting} ({summary['device']}, {summary['threads']} threads, "
-          f"{timing['rois_per_batch']} RoIs / 2 images {timing['image_hw']})")  # fmt: skip
+          f"{summary['clock']} clock, {timing['rois_per_batch']} RoIs / 2 images "
+          f"{timing['image_hw']})")  # fmt: skip
     print("| method | s/iter | time / heuristic | working mem / heuristic | peak / heuristic |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
@@ -273,6 +277,31 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
           f"OHEM / floor = {summary['ohem_vs_floor']:.3f} (target <= 1.10); "
           f"OHEM below naive: {med['ohem'] < med.get('naive', float('inf'))}")  # fmt: skip
     return summary
+
+
+def chunk_probe(setting: str, rois_per_image: int, device: torch.device) -> None:
+    """Time the read-only pass over the first `rois_per_image` RoIs per image per chunk size."""
+    build, _ = SETTINGS[setting]
+    cfg, batches, k = build(1)
+    batch = batches[0].to(device)
+    batch.rois = [r[:rois_per_image] for r in batch.rois]
+    runner = Runner(cfg, k, "ohem", device)
+    with torch.no_grad():
+        features = runner.model.features(batch.images)
+    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
+    norm = torch.zeros_like(targets.targets)
+    auto = RankingPass(runner.model, features, targets, norm).auto_chunk_size(features)
+    print(f"\n## ranking-pass chunks, {setting}: {len(targets)} RoIs, auto chunk = {auto}")
+    print("| chunk (RoIs) | seconds (best of 2) |")
+    print("| --- | --- |")
+    for chunk in (64, 128, 256, 512, len(targets)):
+        best = float("inf")
+        for _ in range(2):
+            start = CLOCK()
+            RankingPass(runner.model, features, targets, norm, chunk_size=chunk).losses()
+            _sync(device)
+            best = min(best, CLOCK() - start)
+        print(f"| {chunk} | {best:.3f} |")
 
 
 def main() -> None:
@@ -286,7 +315,17 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="cpu: this process's CPU seconds (robust on a busy machine; use with --threads 1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument(
+        "--chunk-probe", type=int, default=0, metavar="R",
+        help="only time the ranking pass per chunk size over R RoIs per image",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=2, metavar=("SETTING", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     name = args.device
@@ -295,8 +334,15 @@ def main() -> None:
     device = torch.device(name)
     if args.threads:
         torch.set_num_threads(args.threads)
+    global CLOCK
+    if args.clock == "cpu" and device.type == "cpu":
+        CLOCK = time.process_time
     if args.child:
         print(json.dumps(memory_child(*args.child, args.iters, device)))
+        return
+    if args.chunk_probe:
+        for setting in args.settings.split(","):
+            chunk_probe(setting, args.chunk_probe, device)
         return
     methods = args.methods.split(",")
     if methods[0] != "heuristic" or "ohem" not in methods:

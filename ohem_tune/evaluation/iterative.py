@@ -20,9 +20,10 @@ import torch
 
 from ohem_tune.config.test import TestConfig
 from ohem_tune.evaluation.boxes import batched_nms, box_voting, clip_boxes
+from ohem_tune.evaluation.candidates import Candidates, class_candidates, keep_top
 
 if TYPE_CHECKING:
-    from ohem_tune.evaluation.inference import Candidates, PyramidFeatures, PyramidImage
+    from ohem_tune.evaluation.inference import PyramidFeatures, PyramidImage
 
 PRUNE_NMS_IOU = 0.95  # MR-CNN's near-duplicate pruning of the first iteration's candidates
 
@@ -34,8 +35,6 @@ def rescore_and_regress(
     current: Sequence[Candidates],
 ) -> list[Candidates]:
     """One more iteration: score each candidate's box for its class and regress it again."""
-    from ohem_tune.evaluation.inference import Candidates
-
     logits, deltas = pyramid.score([c.boxes for c in current])
     probs = torch.softmax(logits, dim=1)
     boxes = model.decode_boxes(torch.cat([c.boxes for c in current]), deltas)
@@ -62,8 +61,6 @@ def iterative_detect(
     class_boxes[i] (R_i, K+1, 4) are image i's regressed, clipped proposals and class_scores[i]
     (R_i, K+1) their softmax scores: the first iteration, already computed by the caller.
     """
-    from ohem_tune.evaluation.inference import Candidates, class_candidates, keep_top
-
     current = []
     for boxes, scores in zip(class_boxes, class_scores, strict=True):
         cands = class_candidates(boxes, scores, test.score_thresh)

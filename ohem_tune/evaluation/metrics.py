@@ -20,14 +20,18 @@ def compute_metrics(
 
     eval/mAP is the headline: VOC07 11-point AP (voc07), VOC2010+ all-points AP (voc10) or COCO
     AP@[.5:.95] (coco). eval/mAP_area is always the VOC all-points AP at IoU 0.5. eval/AP/<class>
-    follows the headline; classes without GT have NaN AP and are left out of the means.
+    follows the headline; classes without GT have NaN AP and are left out of the means, and COCO
+    stats of an area range without GT (COCOeval's -1) are NaN.
     """
     voc = voc_eval(dets, dataset)
     coco_stats: dict[str, float] = {}
     if metric == "coco":
         coco = coco_eval(dets, dataset)
         per_class, headline = coco.per_class_ap, coco.stats["AP"]
-        coco_stats = {keys.COCO_PREFIX + name: v for name, v in coco.stats.items()}
+        # COCOeval's -1 (no GT in that area range) becomes NaN, like a class without GT
+        coco_stats = {
+            keys.COCO_PREFIX + name: v if v >= 0 else float("nan") for name, v in coco.stats.items()
+        }
     else:
         ap = voc.ap_11point if metric == "voc07" else voc.ap_area
         per_class = {name: float(v) for name, v in zip(voc.class_names, ap, strict=True)}

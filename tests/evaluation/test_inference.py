@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -162,6 +163,7 @@ def test_evaluate_with_coco_metric(tiny_cfg, test_set):
     coco_keys = {k for k in metrics if k.startswith(keys.COCO_PREFIX)}
     assert len(coco_keys) == 12
     assert metrics[keys.MAP] == metrics[keys.COCO_PREFIX + "AP"]
+    assert math.isnan(metrics[keys.COCO_PREFIX + "APl"])  # no large objects in 96-px images
 
 
 def test_image_without_proposals_has_no_detections(tiny_cfg, test_set):
