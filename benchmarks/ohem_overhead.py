@@ -251,6 +251,7 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
                 "mem_ratio_working": round(work[m] / work["heuristic"], 3),
                 "mem_ratio_total": round(memory[m]["peak"] / memory["heuristic"]["peak"], 3),
                 "peak_gb": round(memory[m]["peak"] / 2**30, 3),
+                "working_gb": round(work[m] / 2**30, 3),
             }
         )
     summary = {
