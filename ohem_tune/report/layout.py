@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ohem_tune.config import flatten
 from ohem_tune.errors import ConfigError
 
 
@@ -46,17 +47,6 @@ def is_spec_path(source: str) -> bool:
     return source.endswith((".yaml", ".yml")) or Path(source).is_file()
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
-
-
 def _percent(value: float | None) -> float | None:
     """The paper's mAP in percent; values in [0, 1] are taken as fractions."""
     if value is None:
@@ -84,7 +74,7 @@ def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
             baseline=v.baseline,
             order=i,
             paper_map=_percent(v.paper),
-            overrides=_flatten(v.set),
+            overrides=flatten(v.set),
         )
         for i, v in enumerate(spec.variants)
     )
