@@ -75,10 +75,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak for this run: a reused process (a Ray actor) must not report an older one.
+
+    CUDA: torch's peak counter. CPU on Linux: writing 5 to /proc/self/clear_refs resets VmHWM.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not allowed: fall back to the process-lifetime peak
+
+
 def peak_memory_gb(device: torch.device) -> float:
-    """CUDA: max allocated by torch. CPU: this process's peak resident set size (GiB)."""
+    """CUDA: max allocated by torch. CPU: peak resident set size since reset_peak_memory (GiB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / _GIB
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / _GIB  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / _GIB  # ru_maxrss is KiB
 
 
@@ -182,6 +205,7 @@ class Trainer:
         loader = TrainLoader(
             self.train_set, cfg, cfg.train.seed, start_iter=self.iteration * iter_size
         )
+        reset_peak_memory(self.device)
         for hook in self.hooks:
             hook.on_train_start(self)
         period: dict[str, list[float]] = defaultdict(list)

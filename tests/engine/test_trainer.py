@@ -158,3 +158,16 @@ def test_resuming_with_an_incompatible_model_is_a_config_error(tiny_cfg: Config,
     changed.model.fc_dim = 48
     with pytest.raises(ConfigError, match="checkpoint does not fit"):
         Trainer(changed, tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_peak_memory_resets_between_runs_in_one_process() -> None:
+    """A reused worker process (Ray actor) must not report an earlier run's peak."""
+    from ohem_tune.engine.trainer import peak_memory_gb, reset_peak_memory
+
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 1024 * 1024)  # 256 MiB, touched
+    high = peak_memory_gb(cpu)
+    del big
+    reset_peak_memory(cpu)
+    assert peak_memory_gb(cpu) < high - 0.2
