@@ -18,7 +18,8 @@ def cfg(**sections):
 
 def test_longest_first_schedule():
     assert schedule_seconds([], 2) == 0
-    assert schedule_seconds([3, 3, 2, 2, 2], 2) == 6  # LPT: {3,3} {2,2,2} -> 6
+    # greedy longest-first (what Ray does with trials queued longest first): 3|3, 2|2, then 2 -> 7
+    assert schedule_seconds([3, 3, 2, 2, 2], 2) == 7
     assert schedule_seconds([5, 1, 1], 4) == 5
 
 
