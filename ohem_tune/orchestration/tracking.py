@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ohem_tune import tracking_keys as tk
 from ohem_tune.errors import TrackingError
+from ohem_tune.tracking_uri import resolve_tracking_uri  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
 
@@ -25,25 +26,6 @@ STATUS_FINISHED, STATUS_FAILED, STATUS_PRUNED = "FINISHED", "FAILED", "PRUNED"
 _MLFLOW_STATUS = {STATUS_FINISHED: "FINISHED", STATUS_FAILED: "FAILED", STATUS_PRUNED: "KILLED"}
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_METRICS_PER_BATCH = 1000
-
-
-def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
-    """Default sqlite:///<cwd>/mlflow.db; relative sqlite paths and plain paths become absolute."""
-    base = (cwd or Path.cwd()).resolve()
-    if not uri:
-        return f"sqlite:///{base / 'mlflow.db'}"
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if path.is_absolute():
-            return f"sqlite:///{path}"
-        return f"sqlite:///{(base / path).resolve()}"
-    if uri.startswith("file:"):
-        path = Path(uri.removeprefix("file://").removeprefix("file:"))
-        return (base / path).resolve().as_uri() if not path.is_absolute() else path.as_uri()
-    if "://" not in uri:  # a bare path: a .db file is SQLite, anything else a file store
-        path = (base / uri).resolve()
-        return f"sqlite:///{path}" if path.suffix == ".db" else path.as_uri()
-    return uri
 
 
 def is_local_store(uri: str) -> bool:

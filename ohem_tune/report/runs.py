@@ -18,6 +18,7 @@ import pandas as pd
 
 from ohem_tune import tracking_keys as K
 from ohem_tune.errors import TrackingError
+from ohem_tune.tracking_uri import resolve_tracking_uri  # noqa: F401  (re-exported)
 
 PAGE_SIZE = 1000
 INCLUDED_STATUS = "FINISHED"
@@ -43,23 +44,6 @@ CORE_COLUMNS = (
     "duration_s",
     "superseded",
 )
-
-
-def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
-    """As `ohem-tune run` does: default sqlite:///<cwd>/mlflow.db; relative paths made absolute."""
-    base = (cwd or Path.cwd()).resolve()
-    if not uri:
-        return f"sqlite:///{base / 'mlflow.db'}"
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        return f"sqlite:///{path if path.is_absolute() else (base / path).resolve()}"
-    if uri.startswith("file:"):
-        path = Path(uri.removeprefix("file://").removeprefix("file:"))
-        return path.as_uri() if path.is_absolute() else (base / path).resolve().as_uri()
-    if "://" not in uri:  # a bare path: a .db file is SQLite, anything else a file store
-        path = (base / uri).resolve()
-        return f"sqlite:///{path}" if path.suffix == ".db" else path.as_uri()
-    return uri
 
 
 def open_client(tracking_uri: str) -> Any:

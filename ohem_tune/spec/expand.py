@@ -15,6 +15,7 @@ from ohem_tune.config import (
     ConfigError,
     build_config,
     deep_merge,
+    flatten,
     parse_overrides,
     read_yaml,
 )
@@ -191,7 +192,7 @@ def _scaled(
 ) -> dict[str, Any]:
     """Multiply the dotted numeric fields named in `factors` (defaults come from Config)."""
     defaults = Config().flat()
-    current = {**defaults, **_flat(tree)}
+    current = {**defaults, **flatten(tree)}
     updates: dict[str, Any] = {}
     for key, factor in factors.items():
         value = current.get(key)
@@ -203,17 +204,6 @@ def _scaled(
         scaled = value * factor
         updates[key] = int(round(scaled)) if isinstance(value, int) else scaled
     return deep_merge(tree, dotted_tree(updates))
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(_flat(value, dotted))
-        else:
-            out[dotted] = value
-    return out
 
 
 def check_backbone_maps(spec: Spec) -> None:
