@@ -75,4 +75,4 @@ def run(
     )
     print_summary(summary, console)
     if not summary.complete or summary.count("FAILED"):
-        raise typer.Exit(1)
+        raise SystemExit(1)  # not typer.Exit: the CLI runs click with standalone_mode=False

@@ -45,8 +45,12 @@ WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60", "RAY_USAGE_STATS_ENABLED":
 
 def quiet_env() -> None:
     """Environment defaults for the driver (set before Ray and MLflow are imported)."""
+    import logging
+
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # After Ctrl-C, Tune warns about every trial that never started: the summary says it once.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 _PATH_FIELDS = ("model.weights",)
@@ -494,6 +498,7 @@ def _fit(
         hooks=list(spec.hooks),
         common_tags=common,
         cpu=resources.cpu,
+        scheduler=spec.scheduler.type != "none",
     )
     trainable = tune.with_resources(
         tune.with_parameters(tr.trial_main, ctx=ctx),
@@ -568,7 +573,7 @@ def _fit(
         tid = metrics.get(tr.TRIAL_ID)
         if tid:
             out[str(tid)] = metrics
-            if statuses.get(str(tid)) in ("TERMINATED", "ERROR"):
+            if not summary.interrupted and statuses.get(str(tid)) in ("TERMINATED", "ERROR"):
                 _settle_run(plan.tracking_uri, metrics, result.error)
     return out
 

@@ -38,6 +38,7 @@ from ohem_tune.orchestration.keys import (
 from ohem_tune.orchestration.tracking import (
     STATUS_FAILED,
     STATUS_FINISHED,
+    STATUS_INTERRUPTED,
     STATUS_PRUNED,
     TrialRun,
     finite_metrics,
@@ -62,6 +63,7 @@ class TrialContext:
     hooks: list[str] = field(default_factory=list)
     common_tags: dict[str, str] = field(default_factory=dict)
     cpu: float = 1.0
+    scheduler: bool = False  # whether a scheduler may stop trials (else a stop is an interrupt)
 
 
 def trial_payload(trial: Any, run_name: str) -> dict[str, Any]:
@@ -322,8 +324,8 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
             hook.report(cfg.train.max_iter, extra)
         except SystemExit:
             pass  # a scheduler stop on the very last report: the trial is complete anyway
-    except SystemExit:  # ASHA (or a stop condition) ended the trial inside tune.report
-        status = STATUS_PRUNED
+    except SystemExit:  # ASHA stopped the trial, or the driver is shutting down (Ctrl-C)
+        status = STATUS_PRUNED if ctx.scheduler else STATUS_INTERRUPTED
         raise
     except OhemTuneError as exc:  # a non-finite loss, bad data: deterministic, no retry helps
         status, error = STATUS_FAILED, f"{type(exc).__name__}: {exc}"[:4000]
