@@ -225,7 +225,12 @@ def test_driver_killed_mid_run_then_resumed_has_no_duplicate_or_missing_run(
     ray_cluster, tmp_path, dataset_cache
 ):
     variants = [
-        {"name": f"v{i}", "set": {"solver.lr": 0.01 + 0.001 * i, "train.max_iter": 60}}
+        # v0 is short and the rest long, so one trial is done while another is mid-way even
+        # on a quiet machine where a 60-iteration trial takes a few seconds.
+        {
+            "name": f"v{i}",
+            "set": {"solver.lr": 0.01 + 0.001 * i, "train.max_iter": 60 if i == 0 else 300},
+        }
         for i in range(4)
     ]
     spec = spec_file(tmp_path, variants=variants, resources={"cpu": 1, "max_concurrent": 2})
@@ -242,7 +247,7 @@ def test_driver_killed_mid_run_then_resumed_has_no_duplicate_or_missing_run(
     try:
         deadline = time.time() + 240
         while time.time() < deadline:  # kill once one trial finished and another is mid-way
-            time.sleep(1)
+            time.sleep(0.25)
             if proc.poll() is not None:
                 break
             done, mid = _progress(tmp_path / "mlflow.db")
