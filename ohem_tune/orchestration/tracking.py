@@ -228,14 +228,12 @@ class TrialRun:
     ) -> TrialRun:
         """Reuse the trial's unfinished run (RUNNING, FAILED or KILLED), else create one."""
         mlflow_client = client(uri)
-        existing = with_retries(
-            lambda: mlflow_client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.`{tk.TAG_TRIAL_ID}` = '{trial_id}' "
-                f"and tags.`{tk.TAG_ROLE}` = 'trial'",
-                max_results=50,
-                order_by=["attributes.start_time DESC"],
-            )
+        existing = _search_trial_runs(
+            mlflow_client,
+            experiment_id,
+            trial_id,
+            max_results=50,
+            order_by=["attributes.start_time DESC"],
         )
         reusable = [r for r in existing if r.info.status != "FINISHED"]
         all_tags = {**tags, tk.TAG_STATUS: "RUNNING"}
@@ -257,13 +255,8 @@ class TrialRun:
     def finished_metrics(uri: str, experiment_id: str, trial_id: str) -> dict[str, float] | None:
         """The final metrics of the trial's FINISHED run, if it has one (then it is not re-run)."""
         mlflow_client = client(uri)
-        runs = with_retries(
-            lambda: mlflow_client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.`{tk.TAG_TRIAL_ID}` = '{trial_id}' "
-                f"and tags.`{tk.TAG_ROLE}` = 'trial' and attributes.status = 'FINISHED'",
-                max_results=1,
-            )
+        runs = _search_trial_runs(
+            mlflow_client, experiment_id, trial_id, "and attributes.status = 'FINISHED'", 1
         )
         return dict(runs[0].data.metrics) if runs else None
 
@@ -317,3 +310,22 @@ class TrialRun:
 def host_name() -> str:
     """This machine's host name (a tag on every trial)."""
     return socket.gethostname()
+
+
+def _search_trial_runs(
+    mlflow_client: Any,
+    experiment_id: str,
+    trial_id: str,
+    extra_filter: str = "",
+    max_results: int = 50,
+    order_by: list[str] | None = None,
+) -> list[Any]:
+    """The trial runs (not parents) of `trial_id` in the experiment, optionally filtered more."""
+    filter_string = (
+        f"tags.`{tk.TAG_TRIAL_ID}` = '{trial_id}' and tags.`{tk.TAG_ROLE}` = 'trial' {extra_filter}"
+    ).strip()
+    return with_retries(
+        lambda: mlflow_client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=max_results, order_by=order_by
+        )
+    )
