@@ -8,6 +8,7 @@ and at the end, checkpoints atomically and resumes bit-for-bit on CPU from `chec
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
 import os
@@ -81,15 +82,27 @@ _PROC_STATUS = Path("/proc/self/status")
 def reset_peak_memory(device: torch.device) -> None:
     """Start a fresh peak for this run: a reused process (a Ray actor) must not report an older one.
 
-    CUDA: torch's peak counter. CPU on Linux: writing 5 to /proc/self/clear_refs resets VmHWM.
+    CUDA: torch's peak counter. CPU on Linux: the heap pages glibc kept from the previous run are
+    handed back first (else they count toward this run), then writing 5 to /proc/self/clear_refs
+    resets VmHWM.
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
+    _release_free_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass  # not Linux, or not allowed: fall back to the process-lifetime peak
+
+
+def _release_free_heap() -> None:
+    """glibc keeps freed heap pages mapped: a process reused for run after run grows (~0.4 GiB
+    over 8 short runs, measured) and each run's peak would include the ones before it."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl): nothing to hand back
 
 
 def peak_memory_gb(device: torch.device) -> float:
