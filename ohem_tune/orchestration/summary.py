@@ -163,8 +163,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             highlight=False,
         )
     util = summary.slot_utilisation
+    first = summary.first_iteration_seconds
     if util is not None:
-        console.print(f"slot utilisation {util:.2f} over {summary.slots} slot(s)", highlight=False)
+        line = f"slot utilisation {util:.2f} over {summary.slots} slot(s)"
+        if first is not None:
+            line += f"; first trial iteration {first:.1f} s after the command started"
+        console.print(line, highlight=False)
     console.print(f"MLflow: {summary.tracking_uri} (experiment '{summary.experiment}')",
                   highlight=False)  # fmt: skip
     console.print(f"checkpoints and Tune state: {summary.exp_dir}", highlight=False)

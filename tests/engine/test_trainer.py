@@ -80,6 +80,32 @@ def test_resume_equals_uninterrupted(tiny_cfg: Config, tmp_path: Path, sampler: 
     pd.testing.assert_series_equal(a["train/loss"], b["train/loss"])
 
 
+def test_iter_size_accumulates_micro_batches_and_resumes_exactly(tiny_cfg: Config, tmp_path: Path):
+    """iter_size = 2: two images' micro-batches per SGD update; a resume continues the loader at
+    iteration x iter_size, so it equals the uninterrupted run."""
+
+    def accumulating(max_iter: int) -> Config:
+        cfg = _configure(tiny_cfg.model_copy(deep=True), "ohem", max_iter, log_period=1)
+        cfg.solver.ims_per_batch, cfg.solver.iter_size = 1, 2
+        return cfg
+
+    Trainer(accumulating(6), tmp_path / "a").train()
+    Trainer(accumulating(3), tmp_path / "b").train()
+    Trainer(accumulating(6), tmp_path / "b", resume=True).train()
+    single = _configure(tiny_cfg.model_copy(deep=True), "ohem", 6, log_period=1)
+    single.solver.ims_per_batch = 1
+    Trainer(single, tmp_path / "c").train()
+
+    a = pd.read_parquet(tmp_path / "a" / "metrics.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "metrics.parquet")
+    c = pd.read_parquet(tmp_path / "c" / "metrics.parquet")
+    pd.testing.assert_series_equal(a["train/loss"], b["train/loss"])
+    # an update counts the RoIs of both micro-batches
+    assert (a["train/num_selected"] == 2 * tiny_cfg.sampler.rois_per_batch).all()
+    assert (c["train/num_selected"] == tiny_cfg.sampler.rois_per_batch).all()
+    assert not a["train/loss"].iloc[1:].equals(c["train/loss"].iloc[1:])
+
+
 class _PoisonAt(Hook):
     """Writes NaN into the classifier after iteration `at` (a corrupted update)."""
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
+from rich.console import Console
 
 from ohem_tune import tracking_keys as tk
 from ohem_tune.errors import ConfigError
 from ohem_tune.orchestration.driver import WORKER_ENV, make_plan, run_plan
+from ohem_tune.orchestration.summary import print_summary
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +85,10 @@ def test_smoke_spec_end_to_end_one_finished_run_per_trial(ray_cluster, tmp_path,
     plan = plan_for(SMOKE, tmp_path, dataset_cache)
     summary = run_plan(plan)
     assert summary.complete and summary.count("FINISHED") == 2
+    assert 0 < summary.first_iteration_seconds < summary.wall_seconds
+    printed = Console(record=True, width=200)
+    print_summary(summary, printed)
+    assert f"first trial iteration {summary.first_iteration_seconds:.1f} s" in printed.export_text()
 
     client = MlflowClient(plan.tracking_uri)
     runs = trial_runs(tmp_path, "smoke")
