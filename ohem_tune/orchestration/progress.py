@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ohem_tune import tracking_keys as tk
@@ -99,7 +100,7 @@ class ProgressTable:
         if self.live is None:
             elapsed = time.time() - self.started
             self.console.print(
-                f"[{elapsed:6.0f}s] {row.name}: {row.status} at iteration {row.iteration}"
+                f"[{elapsed:6.0f}s] {escape(row.name)}: {row.status} at iteration {row.iteration}"
                 f"/{row.max_iter}, {self.metric} {_fmt(row.metric, '.4f')}",
                 highlight=False,
             )
@@ -125,7 +126,7 @@ class ProgressTable:
         rows = sorted(self.rows.values(), key=lambda r: order.get(r.status, 1))
         for row in rows[: self.max_rows]:
             table.add_row(
-                row.name,
+                escape(row.name),
                 row.status,
                 f"{row.iteration}/{row.max_iter}",
                 _fmt(row.loss, ".4f"),

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ohem_tune.orchestration.cost import estimate_trial, schedule_seconds
@@ -155,11 +156,14 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     console.print(f"{title}: {line} in {_duration(summary.wall_seconds)}", highlight=False)
     for outcome in summary.outcomes:
         if outcome.status == "FAILED":
-            console.print(f"  [red]failed[/] {outcome.name}: {outcome.error}", highlight=False)
+            console.print(
+                f"  [red]failed[/] {escape(outcome.name)}: {escape(str(outcome.error))}",
+                highlight=False,
+            )
     best = summary.best
     if best is not None:
         console.print(
-            f"best trial: {best.name} final/mAP {best.metric:.4f} (run {best.run_id})",
+            f"best trial: {escape(best.name)} final/mAP {best.metric:.4f} (run {best.run_id})",
             highlight=False,
         )
     util = summary.slot_utilisation
