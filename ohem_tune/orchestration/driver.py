@@ -631,7 +631,7 @@ def _unfinished_points(plan: Plan, experiment_id: str) -> list[dict[str, Any]]:
     names = [t.variant for t in plan.trials]
     points = []
     for run in runs:
-        raw = run.data.tags.get(tr.TAG_SEARCH_POINT)
+        raw = run.data.tags.get(tk.TAG_SEARCH_POINT)
         status = run.data.tags.get(tk.TAG_STATUS)
         variant = run.data.tags.get(tk.TAG_VARIANT)
         if raw and status == "RUNNING" and variant in names:

@@ -9,5 +9,4 @@ TRIAL_START = "ohem_tune/trial_start_unix"
 TRIAL_CPU_SECONDS = "ohem_tune/trial_cpu_seconds"  # CPU time of the trial's process (all threads)
 FIRST_ITER = "ohem_tune/first_iter_unix"
 RUN_ID = "ohem_tune/mlflow_run_id"
-TAG_SEARCH_POINT = "ohem_tune.search_point"  # JSON of the Optuna-sampled values
 TAG_RAY_NODE = "ohem_tune.ray_node"  # the Ray node id the trial (last) ran on

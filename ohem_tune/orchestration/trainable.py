@@ -29,7 +29,6 @@ from ohem_tune.orchestration.keys import (
     RUN_ID,
     STATUS,
     TAG_RAY_NODE,
-    TAG_SEARCH_POINT,
     TRIAL_CPU_SECONDS,
     TRIAL_ID,
     TRIAL_SECONDS,
@@ -93,7 +92,7 @@ def resolve_trial(config: dict[str, Any], ctx: TrialContext) -> tuple[Config, di
         **payload["tags"],
         tk.TAG_TRIAL_ID: trial_id,
         tk.TAG_CONFIG_HASH: config_hash,
-        TAG_SEARCH_POINT: json.dumps(point, sort_keys=True),
+        tk.TAG_SEARCH_POINT: json.dumps(point, sort_keys=True),
     }
     short = ",".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in point.items())
     payload.update(

@@ -28,6 +28,7 @@ from ohem_tune.report.runs import (
     resolve_tracking_uri,
     superseded_configs,
 )
+from ohem_tune.report.search import search_runs, search_table, search_trials
 from ohem_tune.report.table import Table
 from ohem_tune.report.tables import (
     AP_PREFIX,
@@ -79,7 +80,8 @@ def safe_dirname(name: str) -> str:
 def _requested_tables(layout: Layout, data: ReportData, histories_wanted: bool) -> list[str]:
     if layout.tables is not None:
         return list(layout.tables)
-    wanted = ["ablation"]
+    wanted = ["search"] if not search_runs(data).empty else []
+    wanted.append("ablation")
     if any(any(data.flags(v).key) for v in layout.variants):
         wanted.append("multiscale_bbox")
     if data.has_metric(SEC_PER_ITER) or data.has_metric(PEAK_MEM):
@@ -93,10 +95,12 @@ def _requested_tables(layout: Layout, data: ReportData, histories_wanted: bool) 
     return wanted
 
 
-def _build_tables(names: list[str], data: ReportData) -> list[Table]:
+def _build_tables(names: list[str], data: ReportData, trials: pd.DataFrame) -> list[Table]:
     tables: list[Table] = []
     for name in names:
-        if name == "ablation":
+        if name == "search":
+            tables.append(search_table(data, trials))
+        elif name == "ablation":
             tables.append(ablation_table(data))
         elif name == "multiscale_bbox":
             tables.extend(multiscale_bbox_tables(data))
@@ -120,6 +124,11 @@ FIGURES = (
     ),
     ("fig_map.png", "VOC07 mAP per variant: mean ± std, seeds as dots, the paper's number as x."),
     ("fig_cost.png", "OHEM/FRCN ratio of sec/iter and peak memory, measured and in the paper."),
+    (
+        "fig_search.png",
+        "Search trials: the search metric at each report (finished, stopped by the scheduler, "
+        "and the best trial).",
+    ),
 )
 
 
@@ -155,12 +164,13 @@ def _run_warnings(data: ReportData) -> list[str]:
         counts = data.runs["variant"].value_counts()
         listed = ", ".join(f"`{v}` ({counts[v]} runs)" for v in data.unplaced)
         warnings.append(f"runs of variants not in the spec were left out: {listed}")
-    for variant, n in superseded_configs(data.all_runs).items():
+    fixed = data.all_runs[data.all_runs["search_point"].isna()]  # search points: own table
+    for variant, n in superseded_configs(fixed).items():
         warnings.append(
             f"variant `{variant}` was run with {n} configurations (profiles or search points); "
             "only the one run last enters the tables (all runs are in runs.parquet)"
         )
-    superseded = int(data.all_runs["superseded"].sum())
+    superseded = int(fixed["superseded"].sum())
     if superseded:
         warnings.append(
             f"{superseded} run(s) are superseded by a later run of the same trial or a later "
@@ -170,7 +180,11 @@ def _run_warnings(data: ReportData) -> list[str]:
 
 
 def _write_figures(
-    data: ReportData, histories: pd.DataFrame, tables: list[Table], out_dir: Path
+    data: ReportData,
+    histories: pd.DataFrame,
+    tables: list[Table],
+    out_dir: Path,
+    search: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> list[tuple[str, str]]:
     """Draw the figures the data supports; returns (file name, caption) of those written."""
     from ohem_tune.report import figures  # matplotlib only when figures are wanted
@@ -180,6 +194,9 @@ def _write_figures(
         "fig_loss_per_roi.png": lambda p: figures.loss_figure(data, histories, p),
         "fig_map.png": lambda p: figures.map_figure(data, p),
         "fig_cost.png": lambda p: figures.cost_figure(cost, p) if cost is not None else None,
+        "fig_search.png": lambda p: (
+            figures.search_figure(*search, data.layout.search_metric, p) if search else None
+        ),
     }
     return [(name, caption) for name, caption in FIGURES if makers[name](out_dir / name)]
 
@@ -228,7 +245,12 @@ def build_report(
     if want_history and "loss_curve" in names:
         finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
         histories = fetch_histories(client, finished, LOSS_METRIC)
-    result.tables = _build_tables(names, data)
+    trials, progress = pd.DataFrame(), pd.DataFrame(columns=["run_id", "step", "value"])
+    if "search" in names:
+        searched = search_runs(data)["run_id"].tolist()
+        progress = fetch_histories(client, searched, data.layout.search_metric)
+        trials = search_trials(data, progress)
+    result.tables = _build_tables(names, data, trials)
     result.warnings += [w for table in result.tables for w in table.warnings]
 
     out_dir = result.out_dir
@@ -239,7 +261,10 @@ def build_report(
         runs.to_parquet(write.path("runs.parquet"), index=False)
         if not histories.empty:
             histories.to_parquet(write.path("loss_history.parquet"), index=False)
-    figure_files = _write_figures(data, histories, result.tables, out_dir) if "png" in fmt else []
+    search = (trials, progress) if "search" in names else None
+    figure_files = (
+        _write_figures(data, histories, result.tables, out_dir, search) if "png" in fmt else []
+    )
     result.files += [out_dir / f for f, _ in figure_files]
     if "md" in fmt:
         for table in result.tables:

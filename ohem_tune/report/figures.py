@@ -183,3 +183,40 @@ def cost_figure(table: Table, path: Path) -> Path | None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def search_figure(
+    trials: pd.DataFrame, progress: pd.DataFrame, metric: str, path: Path
+) -> Path | None:
+    """The search metric vs iteration, one line per search trial: finished solid, stopped by the
+    scheduler dashed and grey, the best finished trial (first row of `trials`) thick and red."""
+    if trials.empty or progress.empty:
+        return None
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    best = trials.iloc[0]["run_id"] if trials.iloc[0]["status"] == "FINISHED" else None
+    drawn = 0
+    for _, trial in trials.iterrows():
+        curve = progress[progress["run_id"] == trial["run_id"]]
+        if curve.empty:
+            continue
+        drawn += 1
+        name = f"t{int(trial['number']):02d}"
+        if trial["run_id"] == best:
+            ax.plot(curve["step"], curve["value"], color="C3", lw=2.2, marker="o", ms=3,
+                    label=f"{name} (best)", zorder=3)  # fmt: skip
+        elif trial["status"] == "FINISHED":
+            ax.plot(curve["step"], curve["value"], color="C0", lw=1.0, marker="o", ms=2, alpha=0.8)
+        else:
+            ax.plot(curve["step"], curve["value"], color="0.5", lw=0.9, ls="--", marker="x",
+                    ms=3, alpha=0.8)  # fmt: skip
+    if not drawn:
+        return None
+    ax.plot([], [], color="C0", lw=1.0, label="finished")
+    ax.plot([], [], color="0.5", lw=0.9, ls="--", label="stopped by the scheduler")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Search trials: {metric} at each report", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -6,6 +6,7 @@ otherwise from the trial runs' tags alone.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class Layout:
     tables: tuple[str, ...] | None  # None: every table the data supports
     spec_path: Path | None = None
     tracking_uri: str | None = None  # the spec's tracking.uri, if it sets one
+    search_keys: tuple[str, ...] = ()  # the Optuna-sampled config keys, in the spec's order
+    search_metric: str = "eval/mAP"  # what the search optimised, and in which direction
+    search_mode: str = "max"
 
 
 def is_spec_path(source: str) -> bool:
@@ -81,7 +85,17 @@ def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
     explicit = "report" in spec.model_fields_set and "tables" in spec.report.model_fields_set
     tables = tuple(dict.fromkeys(spec.report.tables)) if explicit else None
     name = experiment or spec.tracking.experiment or spec.name
-    return Layout(name, variants, tables, path, spec.tracking.uri)
+    search = spec.search
+    return Layout(
+        name,
+        variants,
+        tables,
+        path,
+        spec.tracking.uri,
+        search_keys=tuple(search.params) if search else (),
+        search_metric=search.metric if search else "eval/mAP",
+        search_mode=search.mode if search else "max",
+    )
 
 
 def layout_from_runs(experiment: str, runs: pd.DataFrame) -> Layout:
@@ -105,4 +119,12 @@ def layout_from_runs(experiment: str, runs: pd.DataFrame) -> Layout:
                 else None,
             )
         )
-    return Layout(experiment, tuple(variants), None)
+    return Layout(experiment, tuple(variants), None, search_keys=_search_keys(runs))
+
+
+def _search_keys(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The sampled keys found in the runs' search points, sorted (the spec's order is unknown)."""
+    keys: set[str] = set()
+    for raw in runs["search_point"].dropna():
+        keys.update(json.loads(raw))
+    return tuple(sorted(keys))

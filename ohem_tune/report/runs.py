@@ -1,9 +1,10 @@
 """Read trial runs from MLflow (paged) into a tidy table: one row per run, typed columns.
 
 Columns: run_id, variant, variant_order, label, model, baseline, paper_map, seed, status, error,
-device, host, profile, trial_id, config_hash, parent_run_id, start_time, end_time, duration_s,
-superseded (left out of the tables: see `mark_superseded`), then `params.<dotted key>` (strings
-as logged) and `metrics.<key>` (latest value of each metric).
+device, host, profile, trial_id, config_hash, run_name, search_point (JSON of an Optuna trial's
+sampled values, else None), parent_run_id, start_time, end_time, duration_s, superseded (left
+out of the tables: see `mark_superseded`), then `params.<dotted key>` (strings as logged) and
+`metrics.<key>` (latest value of each metric).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ CORE_COLUMNS = (
     "profile",
     "trial_id",
     "config_hash",
+    "run_name",
+    "search_point",
     "parent_run_id",
     "start_time",
     "end_time",
@@ -135,6 +138,8 @@ def run_record(run: Any) -> dict[str, Any]:
         "profile": tags.get(K.TAG_PROFILE),
         "trial_id": tags.get(K.TAG_TRIAL_ID),
         "config_hash": tags.get(K.TAG_CONFIG_HASH),
+        "run_name": info.run_name,
+        "search_point": tags.get(K.TAG_SEARCH_POINT) or None,
         "parent_run_id": tags.get("mlflow.parentRunId"),
         "start_time": start,
         "end_time": end,

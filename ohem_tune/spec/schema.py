@@ -18,7 +18,9 @@ from ohem_tune.spec.search import SearchSpec
 if TYPE_CHECKING:
     from ohem_tune.spec.expand import TrialSpec
 
-TableName = Literal["ablation", "multiscale_bbox", "cost", "per_class", "coco", "loss_curve"]
+TableName = Literal[
+    "search", "ablation", "multiscale_bbox", "cost", "per_class", "coco", "loss_curve"
+]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
