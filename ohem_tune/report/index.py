@@ -8,6 +8,7 @@ import pandas as pd
 
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.markdown import table_to_markdown
+from ohem_tune.report.search import search_runs
 from ohem_tune.report.table import Table
 
 
@@ -63,7 +64,11 @@ def provenance_lines(data: ReportData, invocations: pd.DataFrame | None = None) 
 
 
 def _summary_line(data: ReportData) -> str:
+    """Counts over the runs the tables show: fixed trials, and every search trial once."""
+    searched = search_runs(data)
     runs = data.runs
+    if len(searched):
+        runs = pd.concat([runs[runs["search_point"].isna()], searched])
     status = runs["status"].value_counts()
     parts = ", ".join(f"{n} {s.lower()}" for s, n in status.items())
     seeds = sorted({int(s) for s in runs["seed"].dropna()})

@@ -90,7 +90,7 @@ def format_value(value: Any, key: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if key.rsplit(".", 1)[-1] in ("lr", "base_lr"):
-        return format_lr(value) or str(value)
+        return format_lr(float(f"{value:.3g}")) or str(value)  # 0.0037915 -> '3.79e-3'
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 

@@ -5,7 +5,7 @@ Trials (start order t01..t05; mAP as logged, in [0, 1]; eval/mAP reported every 
 - t02 ohem lr 1e-2 nms 0.7: FINISHED, eval 0.35 / 0.55 / 0.60, final/mAP 0.61; an earlier FAILED
   run of the same trial (a retry) is superseded by it.
 - t03 ohem lr 5e-2 nms 0.5: PRUNED after 0.20 at iteration 100.
-- t04 heuristic lr 1e-3 bg_lo 0.2: PRUNED after 0.30 / 0.40 at iteration 200.
+- t04 heuristic lr 1.23456e-3 bg_lo 0.2: PRUNED after 0.30 / 0.40 at iteration 200.
 - t05 ohem lr 1e-1 nms 0.9: FAILED (non-finite loss), no evaluation.
 """
 
@@ -30,7 +30,7 @@ TRIALS = [
      "FINISHED", [0.35, 0.55, 0.60], 0.61, 2, None),
     ("c3", {"sampler.name": "ohem", "solver.lr": 0.05, "sampler.nms_thresh": 0.5},
      "PRUNED", [0.20], None, 3, None),
-    ("d4", {"sampler.name": "heuristic", "solver.lr": 0.001, "sampler.bg_lo": 0.2},
+    ("d4", {"sampler.name": "heuristic", "solver.lr": 0.00123456, "sampler.bg_lo": 0.2},
      "PRUNED", [0.30, 0.40], None, 4, None),
     ("e5", {"sampler.name": "ohem", "solver.lr": 0.1, "sampler.nms_thresh": 0.9},
      "FAILED", [], None, 5, "TrainingError: non-finite loss at iteration 37\nTraceback ..."),
@@ -101,7 +101,7 @@ def test_trials_ranked_finished_then_pruned_by_iteration_then_failed(report) -> 
         "solver.lr",
     ]  # fmt: skip  (no spec: sorted; with a spec: the spec's order)
     assert [c.text for c in table.rows[0][5:]] == ["—", "ohem", "0.7", "1e-2"]
-    assert [c.text for c in table.rows[2][5:]] == ["0.2", "heuristic", "—", "1e-3"]
+    assert [c.text for c in table.rows[2][5:]] == ["0.2", "heuristic", "—", "1.23e-3"]
 
 
 def test_only_the_best_finished_trial_is_bold_and_failures_are_noted(report) -> None:
@@ -122,4 +122,6 @@ def test_markdown_and_figure_are_written(report) -> None:
     assert (out / "table_search.tex").read_text().count(r"\midrule") >= 2  # blocks by status
     png = out / "fig_search.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert "fig_search.png" in (out / "README.md").read_text()
+    index = (out / "README.md").read_text()
+    assert "fig_search.png" in index
+    assert "5 trial runs (2 finished, 2 pruned, 1 failed)" in index  # each search trial once
