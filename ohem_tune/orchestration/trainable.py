@@ -112,7 +112,17 @@ def _short(value: Any) -> str:
 class TuneMlflowHook(Hook):
     """Logs train/eval metrics to the trial's MLflow run and reports them to Ray Tune."""
 
-    def __init__(self, run: TrialRun, ctx: TrialContext, max_iter: int, trial_id: str) -> None:
+    def __init__(
+        self,
+        run: TrialRun,
+        ctx: TrialContext,
+        max_iter: int,
+        trial_id: str,
+        started: float | None = None,
+        cpu_started: float | None = None,
+    ) -> None:
+        self.started = time.time() if started is None else started  # the trial's, for reports
+        self.cpu_started = _cpu_seconds() if cpu_started is None else cpu_started
         self.run = run
         self.ctx = ctx
         self.max_iter = max_iter
@@ -159,6 +169,10 @@ class TuneMlflowHook(Hook):
         }
         if self.first_iter_unix is not None:
             result[FIRST_ITER] = self.first_iter_unix
+        # in every result, so a trial a scheduler stops still counts its compute time
+        result.setdefault(TRIAL_START, self.started)
+        result.setdefault(TRIAL_SECONDS, time.time() - self.started)
+        result.setdefault(TRIAL_CPU_SECONDS, _cpu_seconds() - self.cpu_started)
         if self.ctx.metric and self.ctx.metric not in result and self.ctx.eval_reports_only:
             return  # searchers and schedulers need their metric in every result
         if self.stopped:
@@ -302,7 +316,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     out_dir = Path(ctx.trials_dir) / trial_id
     out_dir.mkdir(parents=True, exist_ok=True)
     restore_tune_checkpoint(out_dir)
-    hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id)
+    hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id, started, cpu_started)
     status, error = STATUS_FAILED, None
     try:
         from ohem_tune.engine.trainer import Trainer

@@ -223,6 +223,9 @@ def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cach
     pruned = [r for r in runs if r.data.tags[tk.TAG_STATUS] == "PRUNED"]
     assert all(r.info.status == "KILLED" for r in pruned)
     assert summary.count("PRUNED") == statuses.count("PRUNED")
+    # a stopped trial's compute still counts toward slot utilisation
+    stopped = [o for o in summary.outcomes if o.status == "PRUNED"]
+    assert all(o.seconds and o.seconds > 0 and o.cpu_seconds for o in stopped)
     lrs = {r.data.params["solver.lr"] for r in runs}
     assert len(lrs) == 6  # Optuna sampled distinct points
 
