@@ -28,7 +28,7 @@ from ohem_tune.report.runs import (
     resolve_tracking_uri,
     superseded_configs,
 )
-from ohem_tune.report.search import search_runs, search_table, search_trials
+from ohem_tune.report.search import search_table, search_trials
 from ohem_tune.report.table import Table
 from ohem_tune.report.tables import (
     AP_PREFIX,
@@ -80,7 +80,7 @@ def safe_dirname(name: str) -> str:
 def _requested_tables(layout: Layout, data: ReportData, histories_wanted: bool) -> list[str]:
     if layout.tables is not None:
         return list(layout.tables)
-    wanted = ["search"] if not search_runs(data).empty else []
+    wanted = ["search"] if not data.search_runs.empty else []
     wanted.append("ablation")
     if any(any(data.flags(v).key) for v in layout.variants):
         wanted.append("multiscale_bbox")
@@ -247,7 +247,7 @@ def build_report(
         histories = fetch_histories(client, finished, LOSS_METRIC)
     trials, progress = pd.DataFrame(), pd.DataFrame(columns=["run_id", "step", "value"])
     if "search" in names:
-        searched = search_runs(data)["run_id"].tolist()
+        searched = data.search_runs["run_id"].tolist()
         progress = fetch_histories(client, searched, data.layout.search_metric)
         trials = search_trials(data, progress)
     result.tables = _build_tables(names, data, trials)

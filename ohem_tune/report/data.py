@@ -6,6 +6,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -56,6 +57,20 @@ class ReportData:
             str(name): group for name, group in self.runs.groupby("variant", sort=False)
         }
         self._finished: dict[str, pd.DataFrame] = {}
+
+    @cached_property
+    def search_runs(self) -> pd.DataFrame:
+        """The Optuna search-trial runs (tag search_point), one per trial: its latest FINISHED
+        run, else its latest; in start order. Empty for fixed ablation trials."""
+        runs = self.all_runs
+        if runs.empty or "search_point" not in runs.columns:
+            return runs.iloc[0:0]
+        runs = runs[runs["search_point"].notna()].copy()
+        runs["_fin"] = (runs["status"] == INCLUDED_STATUS).astype(int)
+        runs["_end"] = runs["end_time"].fillna(runs["start_time"])
+        runs = runs.sort_values(["_fin", "_end"], ascending=[False, False], kind="stable")
+        runs = runs.drop_duplicates(subset=["trial_id"], keep="first")
+        return runs.drop(columns=["_fin", "_end"]).sort_values("start_time", kind="stable")
 
     # --- per-variant views -------------------------------------------------------------------
     def runs_of(self, variant: Variant) -> pd.DataFrame:

@@ -8,7 +8,6 @@ import pandas as pd
 
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.markdown import table_to_markdown
-from ohem_tune.report.search import search_runs
 from ohem_tune.report.table import Table
 
 
@@ -65,7 +64,7 @@ def provenance_lines(data: ReportData, invocations: pd.DataFrame | None = None) 
 
 def _summary_line(data: ReportData) -> str:
     """Counts over the runs the tables show: fixed trials, and every search trial once."""
-    searched = search_runs(data)
+    searched = data.search_runs
     runs = data.runs
     if len(searched):
         runs = pd.concat([runs[runs["search_point"].isna()], searched])

@@ -18,19 +18,6 @@ from ohem_tune.report.table import MISSING, Cell, Column, Table, text_cell
 STATUS_ORDER = {"FINISHED": 0, "PRUNED": 1}  # anything else (FAILED, RUNNING, ...) after
 
 
-def search_runs(data: ReportData) -> pd.DataFrame:
-    """The experiment's search-trial runs, one per trial (its latest FINISHED run, else latest)."""
-    runs = data.all_runs
-    if runs.empty or "search_point" not in runs.columns:
-        return runs.iloc[0:0]
-    runs = runs[runs["search_point"].notna()].copy()
-    runs["_fin"] = (runs["status"] == INCLUDED_STATUS).astype(int)
-    runs["_end"] = runs["end_time"].fillna(runs["start_time"])
-    runs = runs.sort_values(["_fin", "_end"], ascending=[False, False], kind="stable")
-    runs = runs.drop_duplicates(subset=["trial_id"], keep="first")
-    return runs.drop(columns=["_fin", "_end"]).sort_values("start_time", kind="stable")
-
-
 def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
     """Per search trial: number (start order), status, last iteration and value of the search
     metric, the sampled point and the error. `progress` is the metric's history (run_id, step,
@@ -38,7 +25,7 @@ def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
     metric = data.layout.search_metric
     final_col = "metrics.final/" + metric.removeprefix("eval/")
     rows: list[dict[str, Any]] = []
-    for number, (_, run) in enumerate(search_runs(data).iterrows(), start=1):
+    for number, (_, run) in enumerate(data.search_runs.iterrows(), start=1):
         history = progress[progress["run_id"] == run["run_id"]]
         last = history.iloc[-1] if len(history) else None
         value = float(last["value"]) if last is not None else math.nan
