@@ -665,7 +665,7 @@ def _outcomes_from_mlflow(
         outcomes.append(
             TrialOutcome(
                 trial_id=trial_id,
-                name=name if not plan.optuna or rec is None else f"{rec.variant}:{trial_id}",
+                name=name if not plan.optuna or rec is None else rec.run_name or trial_id,
                 variant=variant or (rec.variant if rec else ""),
                 seed=seed,
                 status=status,

@@ -128,6 +128,7 @@ class RunRecord:
     mlflow_status: str
     variant: str
     metrics: dict[str, float]
+    run_name: str = ""
 
 
 def trial_runs(uri: str, experiment_id: str) -> dict[str, list[RunRecord]]:
@@ -157,6 +158,7 @@ def trial_runs(uri: str, experiment_id: str) -> dict[str, list[RunRecord]]:
                     mlflow_status=run.info.status,
                     variant=tags.get(tk.TAG_VARIANT, ""),
                     metrics=dict(run.data.metrics),
+                    run_name=run.info.run_name or "",
                 )
             )
         token = page.token

@@ -226,6 +226,8 @@ def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cach
     # a stopped trial's compute still counts toward slot utilisation
     stopped = [o for o in summary.outcomes if o.status == "PRUNED"]
     assert all(o.seconds and o.seconds > 0 and o.cpu_seconds for o in stopped)
+    # a search trial is named by its sampled values, as its MLflow run is
+    assert all(o.name.startswith("hpo[") and "lr=" in o.name for o in summary.outcomes)
     lrs = {r.data.params["solver.lr"] for r in runs}
     assert len(lrs) == 6  # Optuna sampled distinct points
 
