@@ -328,9 +328,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         run.log_metrics(final, step=cfg.train.max_iter)
         run.log_artifacts([out_dir / "resolved_config.yaml", out_dir / "metrics.parquet"])
         status = STATUS_FINISHED
-        extra = {**final, STATUS: STATUS_FINISHED, TRIAL_SECONDS: time.time() - started}
-        extra[TRIAL_START] = started
-        extra[TRIAL_CPU_SECONDS] = _cpu_seconds() - cpu_started
+        extra = {**final, STATUS: STATUS_FINISHED}  # the hook adds start, seconds, CPU seconds
         if ctx.metric and ctx.metric not in hook.latest and ctx.metric in _final_alias(final):
             extra[ctx.metric] = _final_alias(final)[ctx.metric]
         try:

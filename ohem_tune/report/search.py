@@ -25,9 +25,9 @@ def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
     metric = data.layout.search_metric
     final_col = "metrics.final/" + metric.removeprefix("eval/")
     rows: list[dict[str, Any]] = []
+    lasts = progress.groupby("run_id").last()  # histories come sorted by step
     for number, (_, run) in enumerate(data.search_runs.iterrows(), start=1):
-        history = progress[progress["run_id"] == run["run_id"]]
-        last = history.iloc[-1] if len(history) else None
+        last = lasts.loc[run["run_id"]] if run["run_id"] in lasts.index else None
         value = float(last["value"]) if last is not None else math.nan
         iteration = int(last["step"]) if last is not None else None
         if run["status"] == INCLUDED_STATUS:
