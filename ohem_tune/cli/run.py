@@ -41,6 +41,12 @@ def run(
     experiment: str | None = typer.Option(
         None, "--experiment", help="MLflow experiment and folder name (default: the spec's)."
     ),
+    only: list[str] = typer.Option(
+        [], "--only", help="Run only these variants (repeatable or comma-separated)."
+    ),
+    resources: list[str] = typer.Option(
+        [], "--resources", help="Per-trial resources for this run, e.g. cpu=1,gpu=0."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the trials and the estimated cost; start nothing."
     ),
@@ -56,7 +62,9 @@ def run(
     started = time.time()
     from ohem_tune.orchestration.driver import make_plan
 
-    plan = make_plan(spec, profile, seeds, set_, tracking_uri, storage_path, experiment)
+    plan = make_plan(
+        spec, profile, seeds, set_, tracking_uri, storage_path, experiment, only, resources
+    )
     if dry_run:
         from ohem_tune.orchestration.summary import print_dry_run
 

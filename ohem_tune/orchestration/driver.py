@@ -11,21 +11,24 @@ import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from ohem_tune import __version__
 from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config
+from ohem_tune.config.errors import suggest
 from ohem_tune.errors import ConfigError, DataError, OhemTuneError, TrackingError
 from ohem_tune.orchestration import keys as tr
 from ohem_tune.orchestration import resume as resume_mod
 from ohem_tune.orchestration import tracking
 from ohem_tune.spec import Spec, TrialSpec, load_spec
+from ohem_tune.spec.schema import ResourcesSpec
 
 DEFAULT_STORAGE = "ray_results"
 QUIET_ENV = {
@@ -136,6 +139,8 @@ class Plan:
     tracking_uri: str
     exp_dir: Path
     overrides: tuple[str, ...] = ()
+    # Every trial of the spec (the experiment's manifest); `trials` may be a subset (--only).
+    all_trials: list[TrialSpec] | None = None
 
     @property
     def resources(self):
@@ -159,16 +164,68 @@ def make_plan(
     tracking_uri: str | None = None,
     storage_path: str | Path | None = None,
     experiment: str | None = None,
+    only: Sequence[str] = (),
+    resources: Sequence[str] = (),
 ) -> Plan:
-    """Load and expand the spec, resolve the tracking URI and the experiment folder (no Ray)."""
+    """Load and expand the spec, resolve the tracking URI and the experiment folder (no Ray).
+
+    `only` runs a subset of the spec's variants (the experiment still records all of them, so a
+    later run of the whole spec continues it); `resources` overrides the per-trial resources
+    (`cpu=1`, `gpu=0`) for this invocation.
+    """
     spec = load_spec(spec_path)
-    trials = spec.expand(profile=profile, seeds=seeds, overrides=overrides)
+    all_trials = spec.expand(profile=profile, seeds=seeds, overrides=overrides)
+    trials = select_variants(all_trials, only, str(spec_path))
+    if resources:
+        override = parse_resources(resources, spec_path)
+        trials = [replace(t, resources=t.resources.model_copy(update=override)) for t in trials]
     chosen = trials[0].profile
     name = experiment or spec.tracking.experiment or spec.name
     uri = tracking.resolve_tracking_uri(tracking_uri or spec.tracking.uri)
     storage = Path(storage_path or DEFAULT_STORAGE).expanduser().resolve()
     exp_dir = storage / name / (chosen or "default")
-    return Plan(spec, str(spec_path), chosen, trials, name, uri, exp_dir, tuple(overrides))
+    return Plan(
+        spec, str(spec_path), chosen, trials, name, uri, exp_dir, tuple(overrides), all_trials
+    )
+
+
+def select_variants(trials: list[TrialSpec], only: Sequence[str], where: str) -> list[TrialSpec]:
+    """The trials of the named variants (all when `only` is empty); unknown names are an error."""
+    if not only:
+        return trials
+    names = [n.strip() for item in only for n in item.split(",") if n.strip()]
+    known = list(dict.fromkeys(t.variant.split("@", 1)[0] for t in trials))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"{where}: --only: unknown variant '{unknown[0]}'{suggest(unknown[0], known)}; "
+            f"the spec's variants: {', '.join(known)}"
+        )
+    return [t for t in trials if t.variant.split("@", 1)[0] in names]
+
+
+def parse_resources(items: Sequence[str], where: str | Path) -> dict[str, float]:
+    """['cpu=1', 'gpu=0'] (or 'cpu=1,gpu=0') -> validated per-trial resource overrides."""
+    update: dict[str, float] = {}
+    for item in (part for entry in items for part in entry.split(",") if part.strip()):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in ("cpu", "gpu"):
+            raise ConfigError(
+                f"{where}: --resources {item!r}: expected cpu=N or gpu=N, "
+                "e.g. --resources cpu=1,gpu=0"
+            )
+        try:
+            update[key] = float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: --resources {key}: {raw!r} is not a number") from None
+    try:
+        ResourcesSpec(**update)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{where}: --resources {field}: {err['msg']}") from None
+    return update
 
 
 def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
@@ -354,7 +411,7 @@ def run_plan(
         "scheduler": spec.scheduler.model_dump(mode="json"),
     }
     manifest = resume_mod.Manifest.build(
-        spec.name, plan.spec_path, plan.profile, plan.trials, search_def
+        spec.name, plan.spec_path, plan.profile, plan.all_trials or plan.trials, search_def
     )
     continuing = resume_mod.check_or_write(plan.exp_dir, manifest, resume, plan.experiment)
     tracking.check_reachable(plan.tracking_uri)

@@ -72,3 +72,16 @@ def test_missing_data_fails_before_anything_starts(tmp_path):
     assert "variant 'frcn_vggm' (profile 'paper'): dataset.root:" in out.stderr
     assert "does not exist" in out.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_only_and_resources_select_rows_and_override_resources(tmp_path):
+    spec = ROOT / "search_spaces" / "paper_ablation.yaml"
+    out = run_cli(str(spec), "--dry-run", "--profile", "paper", "--only", "frcn_vgg16,ohem_vgg16",
+                  "--resources", "cpu=1,gpu=0", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "profile paper: 2 trial(s)" in out.stdout
+    assert "frcn_vggm" not in out.stdout and "CPU-hours" in out.stdout  # gpu=0: a CPU estimate
+    typo = run_cli(str(spec), "--dry-run", "--only", "frcn_vg16", cwd=tmp_path)
+    assert typo.returncode == 2 and "did you mean 'frcn_vgg16'" in typo.stderr
+    bad = run_cli(str(spec), "--dry-run", "--resources", "gpu=1.5", cwd=tmp_path)
+    assert bad.returncode == 2 and "--resources" in bad.stderr and "whole number" in bad.stderr
