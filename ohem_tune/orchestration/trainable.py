@@ -22,7 +22,7 @@ from ohem_tune import __version__
 from ohem_tune import tracking_keys as tk
 from ohem_tune.config import Config, build_config, deep_merge
 from ohem_tune.engine.hooks import Hook
-from ohem_tune.errors import ConfigError, OhemTuneError, TrainingError
+from ohem_tune.errors import ConfigError, OhemTuneError
 from ohem_tune.orchestration.keys import (
     FIRST_ITER,
     ITERATION,
@@ -261,21 +261,16 @@ def _load_hooks(paths: list[str]) -> list[Hook]:
 
 
 def pick_device(cfg: Config) -> tuple[str, str]:
-    """(train.device, device tag): the GPU Ray assigned to this trial, else the CPU."""
+    """(train.device, device tag): the GPU Ray assigned to this trial, the CPU, or an error."""
     import ray
     import torch
 
-    gpu_ids = ray.get_gpu_ids()
-    has_cuda = bool(gpu_ids) and torch.cuda.is_available()
-    wanted = cfg.train.device
-    if wanted == "cuda" and not has_cuda:
-        raise TrainingError(
-            "train.device is 'cuda' but this trial has no GPU; set resources.gpu (e.g. 1 or 0.5) "
-            "or train.device: auto"
-        )
-    if wanted == "cpu" or not has_cuda:
-        return "cpu", "cpu"
-    return "cuda", torch.cuda.get_device_name(0)
+    from ohem_tune.engine.device import trial_device
+
+    device = trial_device(cfg.train.device, ray.get_gpu_ids())
+    if device == "cuda":
+        return "cuda", torch.cuda.get_device_name(0)
+    return "cpu", "cpu"
 
 
 def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -290,7 +285,11 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         _report_final(done, cfg.train.max_iter, trial_id, ctx, status="SKIPPED")
         return
 
-    device, device_tag = pick_device(cfg)
+    device_error: OhemTuneError | None = None
+    try:
+        device, device_tag = pick_device(cfg)
+    except OhemTuneError as exc:  # raised inside the run below, so MLflow records why
+        device, device_tag, device_error = "cpu", "unusable GPU", exc
     threads = max(1, int(ctx.cpu))
     torch.set_num_threads(threads)
     cfg.train.device = device
@@ -321,6 +320,8 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     try:
         from ohem_tune.engine.trainer import Trainer
 
+        if device_error is not None:
+            raise device_error
         run.log_params(cfg.flat())
         (out_dir / "resolved_config.yaml").write_text(cfg.to_yaml())
         trainer = Trainer(cfg, out_dir, hooks=[hook, *_load_hooks(ctx.hooks)], resume=True)

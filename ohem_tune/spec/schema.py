@@ -34,8 +34,11 @@ class ResourcesSpec(Section):
     @field_validator("gpu")
     @classmethod
     def _gpu_packing(cls, value: float) -> float:
-        if value > 1 and value != int(value):
-            raise ValueError(f"more than one GPU must be a whole number, got {value}")
+        if value > 1:  # the trainer runs on one device (cuda:0 of what Ray makes visible)
+            raise ValueError(
+                f"a trial trains on one GPU, got {value}; use gpu: 1, or a fraction such as "
+                "0.5 to pack trials on a GPU"
+            )
         return value
 
 

@@ -83,5 +83,5 @@ def test_only_and_resources_select_rows_and_override_resources(tmp_path):
     assert "frcn_vggm" not in out.stdout and "CPU-hours" in out.stdout  # gpu=0: a CPU estimate
     typo = run_cli(str(spec), "--dry-run", "--only", "frcn_vg16", cwd=tmp_path)
     assert typo.returncode == 2 and "did you mean 'frcn_vgg16'" in typo.stderr
-    bad = run_cli(str(spec), "--dry-run", "--resources", "gpu=1.5", cwd=tmp_path)
-    assert bad.returncode == 2 and "--resources" in bad.stderr and "whole number" in bad.stderr
+    bad = run_cli(str(spec), "--dry-run", "--resources", "gpu=2", cwd=tmp_path)
+    assert bad.returncode == 2 and "--resources" in bad.stderr and "one GPU" in bad.stderr

@@ -185,6 +185,28 @@ def test_logical_gpus_pack_two_trials_per_gpu(ray_cluster, tmp_path):
     assert all(r["end"] > latest_start for r in results)  # all four ran at the same time
 
 
+def test_a_trial_given_a_logical_gpu_without_cuda_fails_at_once(ray_cluster, tmp_path,
+                                                                dataset_cache):  # fmt: skip
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the no-CUDA path")
+    plan = plan_for(SMOKE, tmp_path, dataset_cache, only=["frcn"], resources=["gpu=0.5"])
+    started = time.time()
+    summary = run_plan(plan)
+    (outcome,) = summary.outcomes
+    assert outcome.status == "FAILED"
+    assert "given GPU" in outcome.error and "CUDA is unavailable" in outcome.error
+    assert time.time() - started < 120  # no training happened on the CPU behind the GPU's back
+    (run,) = trial_runs(tmp_path, "smoke")
+    assert tk.FINAL_MAP not in run.data.metrics
+
+    # train.device: cpu is the explicit opt-out (logical GPUs, CPU on purpose).
+    opted = plan_for(SMOKE, tmp_path / "opt", dataset_cache, "train.device=cpu", only=["frcn"],
+                     resources=["gpu=0.5"])  # fmt: skip
+    assert run_plan(opted).count("FINISHED") == 1
+
+
 def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cache):
     spec = spec_file(
         tmp_path,
