@@ -23,12 +23,18 @@ MAP = "eval/mAP"  # VOC07 11-point (or COCO AP when test.metric == coco)
 MAP_AREA = "eval/mAP_area"  # VOC2010+ all-points AP
 AP_PREFIX = "eval/AP/"  # + class name
 COCO_PREFIX = "eval/coco/"  # + AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+# eval/* keys measure the test split. With train.eval_split: val (searches) the same metrics on
+# dataset.val_split carry "val/" after their group: eval/val/mAP, eval/val/AP/<class>, and
+# final/val/mAP once; final/mAP stays the test split's.
+VAL_GROUP = "val/"
+VAL_MAP = "eval/val/mAP"
 
 # final/* (once per run)
 FINAL_MAP = "final/mAP"
 FINAL_MAP_AREA = "final/mAP_area"
 FINAL_AP_PREFIX = "final/AP/"
 FINAL_COCO_PREFIX = "final/coco/"
+FINAL_VAL_MAP = "final/val/mAP"
 FINAL_SEC_PER_ITER = "final/sec_per_iter"
 FINAL_PEAK_MEM_GB = "final/peak_mem_gb"
 FINAL_TRAIN_SECONDS = "final/train_seconds"

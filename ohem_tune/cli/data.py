@@ -1,4 +1,5 @@
-"""`ohem-tune data`: write the synthetic dataset, and print a dataset's statistics."""
+"""`ohem-tune data`: write the synthetic dataset, print a dataset's statistics, and lay out the
+paper's inputs (`data prepare voc07`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import typer
 from ohem_tune.cli.common import console
 from ohem_tune.errors import DataError
 
-app = typer.Typer(help="Generate (synth) and inspect datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Generate (synth), inspect and prepare (the paper's inputs) datasets.",
+    no_args_is_help=True,
+)
+prepare_app = typer.Typer(
+    help="Lay out a paper's inputs from their official archives, and check them.",
+    no_args_is_help=True,
+)
+app.add_typer(prepare_app, name="prepare")
 
 
 @app.command("synth")
@@ -154,3 +163,46 @@ def _print_stats(dataset, bg_lo, paintings, fmt: str, split: str, use_difficult:
         f"the bg_lo={bg_lo:g} heuristic can never sample {stats.below_bg_lo} RoIs "
         f"({stats.below_bg_lo / stats.rois:.1%}), {stats.iou_zero} of them at IoU 0"
     )
+
+
+@prepare_app.command("voc07")
+def prepare_voc07(
+    sources: list[Path] = typer.Option(
+        [],
+        "--from",
+        help="An official archive or weights file, or a directory holding them "
+        "(repeatable): VOCtrainval_06-Nov-2007.tar, VOCtest_06-Nov-2007.tar, "
+        "selective_search_data.tgz, imagenet_models.tgz, vgg16-397923af.pth, converted "
+        "vgg16.pth / vgg_cnn_m_1024.pth.",
+    ),
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", help="Where the paper profile reads its inputs (data/)."
+    ),
+    download: bool = typer.Option(
+        False, "--download", help="Fetch what is missing from the official URLs (needs internet)."
+    ),
+    no_verify: bool = typer.Option(
+        False, "--no-verify", help="Skip checksums (only for archives you built yourself)."
+    ),
+) -> None:
+    """Lay out VOC 2007, fast-rcnn's selective-search proposals and ImageNet weights under
+    DATA_DIR as `--profile paper` expects, verifying checksums; print what is still missing."""
+    from rich.table import Table
+
+    from ohem_tune.data.prepare import prepare_voc07 as prepare
+
+    def echo(line: str) -> None:
+        style = "bold yellow" if line.startswith("WARNING") else None
+        console.print(line, style=style, highlight=False, markup=False)
+
+    report = prepare(sources, data_dir, verify=not no_verify, download=download, echo=echo)
+    table = Table("", "input", "path", "found", title=f"Paper-profile inputs under {data_dir}")
+    for f in report.findings:
+        table.add_row("[green]ok[/]" if f.ok else "[red]MISSING[/]", f.item, str(f.path), f.detail)
+    console.print(table)
+    if report.missing:
+        console.print(f"[bold red]{len(report.missing)} input(s) still missing[/]; to fix:")
+        for f in report.missing:
+            console.print(f"- {f.item}: {f.fix}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print(f"[green]all inputs of the paper profile are in place under {data_dir}[/]")

@@ -35,8 +35,22 @@ class ProposalConfig(Section):
     cache_dir: Path = Field(
         Path(".ohem_cache/proposals"), description="where generated proposals are cached"
     )
-    max_per_image: int = Field(2000, ge=1)
-    min_size: float = Field(1.0, ge=0, description="drop proposals smaller than this (pixels)")
+    max_per_image: int | None = Field(
+        None, ge=1, description="keep at most this many per image, in file order; None: all "
+        "(the authors keep every box)",
+    )  # fmt: skip
+    unique_boxes: bool = Field(
+        False, description="drop exact duplicates after rounding, keeping the first (the "
+        "authors' ds_utils.unique_boxes; the paper profiles turn it on)",
+    )  # fmt: skip
+    min_size: float = Field(
+        1.0, ge=0, description="drop proposals smaller than this (pixels), by min_size_rule"
+    )
+    min_size_rule: Literal["inclusive", "py_faster_rcnn"] = Field(
+        "inclusive", description="inclusive: x2 - x1 + 1 >= min_size (both sides); "
+        "py_faster_rcnn: the authors' filter_small_boxes, x2 - x1 >= min_size and "
+        "y2 - y1 > min_size (their min_size is 2)",
+    )  # fmt: skip
 
 
 class DatasetConfig(Section):
@@ -46,6 +60,11 @@ class DatasetConfig(Section):
     root: Path | None = None
     train_split: str = "trainval"
     test_split: str = "test"
+    val_split: str = Field(
+        "val",
+        description="the split searches select on (train.eval_split: val); VOC07 has train/val "
+        "(train on train then); the synthetic set always uses its own val split",
+    )
     coco_train_json: Path | None = None
     coco_test_json: Path | None = None
     coco_train_images: Path | None = Field(

@@ -15,6 +15,11 @@ class TrainConfig(Section):
     max_iter: int = Field(40000, ge=1)
     log_period: int = Field(20, ge=1)
     eval_period: int = Field(0, ge=0, description="evaluate every E iterations (0: only at end)")
+    eval_split: Literal["test", "val"] = Field(
+        "test",
+        description="the split periodic evaluations use (what schedulers and searchers see); "
+        "val: eval/val/* keys from dataset.val_split, and the final evaluation adds test",
+    )
     checkpoint_period: int = Field(5000, ge=0, description="0: only at the end")
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ohem_tune.config import Config
+from ohem_tune.config.dataset import ProposalConfig
 from ohem_tune.data.boxes import flip_boxes
 from ohem_tune.data.coco import load_coco
 from ohem_tune.data.proposals import attach_proposals, read_proposals
@@ -52,18 +53,18 @@ def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionData
     prop = ds.proposals
     file = _under_root(ds.root, prop.train_file if train else prop.test_file) or default_proposals
     if file is not None:
-        attach_proposals(dataset, read_proposals(file), file, prop.min_size, prop.max_per_image)
+        attach_proposals(dataset, read_proposals(file), file, **_proposal_filters(prop))
     elif prop.generator == "selective_search":
         from ohem_tune.data.selective_search import selective_search_proposals
 
         source = f"selective search ({prop.cache_dir})"
         boxes = selective_search_proposals(dataset, prop.cache_dir)
-        attach_proposals(dataset, boxes, source, prop.min_size, prop.max_per_image)
+        attach_proposals(dataset, boxes, source, **_proposal_filters(prop))
     elif prop.generator == "synthetic":
         field = "train_file" if train else "test_file"
         raise DataError(
             f"dataset.proposals.{field}: {ds.format} data has no built-in proposals; give a "
-            "proposals file (.npz or COCO-style .json) or set dataset.proposals.generator to "
+            "proposals file (.mat, .pkl, .npz or .json) or set dataset.proposals.generator to "
             "selective_search or none"
         )
     else:
@@ -72,6 +73,16 @@ def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionData
         dataset = with_flipped(dataset)
     dataset.meta["split"] = split
     return dataset
+
+
+def _proposal_filters(prop: ProposalConfig) -> dict[str, Any]:
+    """attach_proposals' filter arguments from dataset.proposals."""
+    return {
+        "min_size": prop.min_size,
+        "max_per_image": prop.max_per_image,
+        "unique": prop.unique_boxes,
+        "min_size_rule": prop.min_size_rule,
+    }
 
 
 def _under_root(root: Path | None, path: Path | None) -> Path | None:

@@ -1,11 +1,14 @@
-"""Region proposals on disk: read, validate (clip / drop with a counted warning), attach.
+"""Region proposals on disk: read, validate (clip / de-duplicate / drop, counted), attach.
 
-Formats (boxes in original-image pixels):
+Formats, told apart by suffix (boxes in original-image pixels; every reader returns the project's
+0-based inclusive (x1, y1, x2, y2), best-ranked first):
 - `.npz`: one array per image, key `str(image_id)`, shape (P, 4) float, 0-based inclusive
   (x1, y1, x2, y2), best-ranked first (truncation keeps the first `max_per_image`). Numeric keys
   also match integer ids regardless of leading zeros ("000201" serves COCO image 201).
 - `.json` (COCO results style): a list of `{"image_id", "bbox": [x, y, w, h], "score"}`;
   per image sorted by descending score.
+- `.mat` (fast-rcnn selective_search_data), `.pkl` / `.pickle` (Detectron, detectron2): see
+  `ohem_tune.data.proposal_formats`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ohem_tune.data.proposal_formats import read_fast_rcnn_mat, read_proposal_pickle
 from ohem_tune.data.records import DetectionDataset
 from ohem_tune.errors import DataError
 
@@ -31,12 +35,20 @@ def save_proposals_npz(path: str | Path, proposals: Mapping[str | int, np.ndarra
     np.savez_compressed(path, **arrays)
 
 
+MIN_SIZE_RULES = ("inclusive", "py_faster_rcnn")
+
+
 def read_proposals(path: str | Path) -> dict[str, np.ndarray]:
-    """{str(image_id): (P, 4) float32 boxes} from a .npz or COCO-style .json file."""
+    """{str(image_id): (P, 4) float32 0-based inclusive boxes} from any supported file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: proposals file not found; set dataset.proposals.*_file")
-    if path.suffix == ".npz":
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        return read_fast_rcnn_mat(path)
+    if suffix in (".pkl", ".pickle"):
+        return read_proposal_pickle(path)
+    if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 out = {k: np.asarray(data[k], dtype=np.float32) for k in data.files}
@@ -51,9 +63,11 @@ def read_proposals(path: str | Path) -> dict[str, np.ndarray]:
                     f"{path}: entry {key!r} has shape {boxes.shape}; expected (P, 4) boxes"
                 )
         return out
-    if path.suffix == ".json":
+    if suffix == ".json":
         return _read_coco_proposals(path)
-    raise DataError(f"{path}: unknown proposals format {path.suffix!r}; use .npz or .json")
+    raise DataError(
+        f"{path}: unknown proposals format {path.suffix!r}; use .mat, .pkl, .pickle, .npz or .json"
+    )
 
 
 def _read_coco_proposals(path: Path) -> dict[str, np.ndarray]:
@@ -83,16 +97,42 @@ def _read_coco_proposals(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def unique_boxes(boxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Indices of the first occurrence of each box after rounding, in file order (the authors'
+    ds_utils.unique_boxes; rows compared whole, so no hash collision at coordinates >= 1000)."""
+    rounded = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale)
+    _, index = np.unique(rounded, axis=0, return_index=True)
+    return np.sort(index)
+
+
+def small_box_mask(boxes: np.ndarray, min_size: float, rule: str = "inclusive") -> np.ndarray:
+    """True for boxes big enough to keep. inclusive: x2 - x1 + 1 >= min_size and likewise for y;
+    py_faster_rcnn: the authors' filter_small_boxes, x2 - x1 >= min_size and y2 - y1 > min_size."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    if rule == "inclusive":
+        return (w + 1 >= min_size) & (h + 1 >= min_size)
+    if rule == "py_faster_rcnn":
+        return (w >= min_size) & (h > min_size)
+    raise ValueError(f"min_size_rule must be one of {MIN_SIZE_RULES}, got {rule!r}")
+
+
 def validate_proposals(
     boxes: np.ndarray,
     width: int,
     height: int,
     min_size: float = 1.0,
     max_per_image: int | None = None,
+    unique: bool = False,
+    min_size_rule: str = "inclusive",
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Finite, clipped into the image, at least min_size wide and high, at most max_per_image."""
+    """Finite, clipped into the image, optionally de-duplicated, at least min_size wide and high
+    (by min_size_rule), at most max_per_image (None: all), in file order."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    counts = {"non_finite": 0, "outside": 0, "clipped": 0, "too_small": 0, "truncated": 0}
+    counts = {
+        "non_finite": 0, "outside": 0, "clipped": 0, "duplicate": 0, "too_small": 0,
+        "truncated": 0,
+    }  # fmt: skip
     finite = np.isfinite(boxes).all(axis=1)
     counts["non_finite"] = int((~finite).sum())
     boxes = boxes[finite]
@@ -106,9 +146,11 @@ def validate_proposals(
     clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, width - 1)
     clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, height - 1)
     counts["clipped"] = int((clipped != boxes).any(axis=1).sum())
-    big = (clipped[:, 2] - clipped[:, 0] + 1 >= min_size) & (
-        clipped[:, 3] - clipped[:, 1] + 1 >= min_size
-    )
+    if unique:
+        keep = unique_boxes(clipped)
+        counts["duplicate"] = len(clipped) - len(keep)
+        clipped = clipped[keep]
+    big = small_box_mask(clipped, min_size, min_size_rule)
     counts["too_small"] = int((~big).sum())
     clipped = clipped[big]
     if max_per_image is not None and len(clipped) > max_per_image:
@@ -132,6 +174,8 @@ def attach_proposals(
     source: str | Path,
     min_size: float = 1.0,
     max_per_image: int | None = None,
+    unique: bool = False,
+    min_size_rule: str = "inclusive",
 ) -> DetectionDataset:
     """Validate and set each record's proposals in place; every image must have an entry."""
     totals: dict[str, int] = defaultdict(int)
@@ -144,8 +188,9 @@ def attach_proposals(
                 "for this split or remove the image from it"
             )
         boxes, counts = validate_proposals(
-            lookup[key], record.width, record.height, min_size, max_per_image
-        )
+            lookup[key], record.width, record.height, min_size, max_per_image, unique,
+            min_size_rule,
+        )  # fmt: skip
         record.proposals = boxes
         for name, value in counts.items():
             totals[name] += value
@@ -153,9 +198,15 @@ def attach_proposals(
     if dropped or totals["clipped"]:
         log.warning(
             "%s: clipped %d proposals to their image; dropped %d (%d non-finite, %d outside or "
-            "degenerate, %d smaller than min_size %.3g)",
+            "degenerate, %d smaller than min_size %.3g by the %s rule)",
             source, totals["clipped"], dropped, totals["non_finite"], totals["outside"],
-            totals["too_small"], min_size,
+            totals["too_small"], min_size, min_size_rule,
+        )  # fmt: skip
+    if totals["duplicate"] or totals["truncated"]:
+        log.info(
+            "%s: removed %d duplicate proposals (unique_boxes); truncated %d beyond "
+            "max_per_image %s",
+            source, totals["duplicate"], totals["truncated"], max_per_image,
         )  # fmt: skip
     dataset.meta["proposal_counts"] = dict(totals)
     dataset.meta["proposals_source"] = str(source)

@@ -7,7 +7,9 @@ bg_lo = 0.1 heuristic never samples them as background. Small or heavily occlude
 marked difficult. Everything is drawn from numpy generators seeded by (seed, split, image index),
 so a set is reproducible and image i does not depend on the others. `write_synthetic` writes it in
 VOC layout, as COCO JSON and with proposals (.npz), so it goes through the same loaders as real
-data. Design notes and measurements: docs/data.md.
+data. The val split (for searches) is drawn from its own RNG stream and written into the same
+directory on first use (`ensure_synthetic_val`): train and test, and the cache key, are the same
+with or without it. Design notes and measurements: docs/data.md.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from ohem_tune.errors import DataError
 
 GENERATOR_VERSION = 2  # bump when the drawing changes: it is part of the cache key
 CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle", "cross")
-TRAIN_SPLIT, TEST_SPLIT = "trainval", "test"
+TRAIN_SPLIT, TEST_SPLIT, VAL_SPLIT = "trainval", "test", "val"
 META_FILE = "synthetic.json"
+VAL_META_FILE = "synthetic_val.json"  # written last by write_synthetic_val: marks val complete
+VAL_SPLIT_INDEX = 2  # the val RNG stream: (seed, 2, index), apart from train (0) and test (1)
 
 # Mean RGB colour per class; objects jitter around it. Recoloured paintings use other colours.
 _CLASS_RGB = np.array([[205, 60, 50], [50, 90, 205], [55, 170, 70], [225, 185, 40]], np.float32)
@@ -377,6 +381,46 @@ def _write_one(args: tuple[SyntheticSpec, int, int, str, str]) -> dict:
     }  # fmt: skip
 
 
+def _write_split(
+    spec: SyntheticSpec,
+    out: Path,
+    split: str,
+    split_index: int,
+    first_id: int,
+    count: int,
+    workers: int,
+) -> None:
+    """Write one split: images, XML, ImageSets list, COCO JSON and proposals (+ paintings)."""
+    ids = [f"{first_id + i:06d}" for i in range(count)]
+    jobs = [(spec, split_index, i, image_id, str(out)) for i, image_id in enumerate(ids)]
+    if workers > 1 and count > 32:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_write_one, jobs, chunksize=16))
+    else:
+        results = [_write_one(job) for job in jobs]
+    (out / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    anns = [a for r in results for a in r["annotations"]]
+    for ann_id, ann in enumerate(anns, start=1):
+        ann["id"] = ann_id
+    coco = {
+        "info": {"description": f"ohem-tune synthetic {spec.key()} {split}"},
+        "images": [r["image"] for r in results],
+        "annotations": anns,
+        "categories": [
+            {"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASS_NAMES)
+        ],
+    }
+    (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+    save_proposals_npz(
+        out / "proposals" / f"{split}.npz",
+        {image_id: r["proposals"] for image_id, r in zip(ids, results, strict=True)},
+    )
+    save_proposals_npz(
+        out / "proposals" / f"{split}_paintings.npz",
+        {image_id: r["paintings"] for image_id, r in zip(ids, results, strict=True)},
+    )
+
+
 def write_synthetic(spec: SyntheticSpec, out: str | Path, workers: int = 1) -> Path:
     """Write the set to `out` (VOC layout, COCO JSON, proposals .npz, classes.json, meta)."""
     out = Path(out)
@@ -386,36 +430,8 @@ def write_synthetic(spec: SyntheticSpec, out: str | Path, workers: int = 1) -> P
     splits = ((TRAIN_SPLIT, spec.num_train), (TEST_SPLIT, spec.num_test))
     next_id = 1
     for split_index, (split, count) in enumerate(splits):
-        ids = [f"{next_id + i:06d}" for i in range(count)]
+        _write_split(spec, out, split, split_index, next_id, count, workers)
         next_id += count
-        jobs = [(spec, split_index, i, image_id, str(out)) for i, image_id in enumerate(ids)]
-        if workers > 1 and count > 32:
-            with ProcessPoolExecutor(workers) as pool:
-                results = list(pool.map(_write_one, jobs, chunksize=16))
-        else:
-            results = [_write_one(job) for job in jobs]
-        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-        anns = [a for r in results for a in r["annotations"]]
-        for ann_id, ann in enumerate(anns, start=1):
-            ann["id"] = ann_id
-        coco = {
-            "info": {"description": f"ohem-tune synthetic {spec.key()} {split}"},
-            "images": [r["image"] for r in results],
-            "annotations": anns,
-            "categories": [
-                {"id": i + 1, "name": n, "supercategory": "shape"}
-                for i, n in enumerate(CLASS_NAMES)
-            ],
-        }
-        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
-        save_proposals_npz(
-            out / "proposals" / f"{split}.npz",
-            {image_id: r["proposals"] for image_id, r in zip(ids, results, strict=True)},
-        )
-        save_proposals_npz(
-            out / "proposals" / f"{split}_paintings.npz",
-            {image_id: r["paintings"] for image_id, r in zip(ids, results, strict=True)},
-        )
     meta = {**asdict(spec), "key": spec.key(), "class_names": list(CLASS_NAMES)}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))  # written last: marks completeness
     return out
@@ -460,3 +476,49 @@ def _generate_into(spec: SyntheticSpec, cache_dir: Path, final: Path, workers: i
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def num_val_images(spec: SyntheticSpec) -> int:
+    """Val images of a set: as many as its test split (not part of the cache key)."""
+    return spec.num_test
+
+
+def write_synthetic_val(spec: SyntheticSpec, out: str | Path, workers: int = 1) -> Path:
+    """Add the val split to a written set: images drawn from the val RNG stream, ids after test's.
+
+    Touches no train or test file; VAL_META_FILE is written last and marks the split complete.
+    """
+    out = Path(out)
+    count = num_val_images(spec)
+    first_id = spec.num_train + spec.num_test + 1
+    _write_split(spec, out, VAL_SPLIT, VAL_SPLIT_INDEX, first_id, count, workers)
+    meta = {"key": spec.key(), "split": VAL_SPLIT, "split_index": VAL_SPLIT_INDEX, "count": count}
+    (out / VAL_META_FILE).write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def ensure_synthetic_val(
+    spec: SyntheticSpec, cache_dir: str | Path, workers: int | None = None
+) -> Path:
+    """The set's directory with its val split, generated into an existing cache on first use.
+
+    Caches written before the val split existed get it here, under the same lock as
+    ensure_synthetic; their train and test files are left as they are.
+    """
+    final = ensure_synthetic(spec, cache_dir, workers)
+    if (final / VAL_META_FILE).is_file():
+        return final
+    cache_dir = Path(cache_dir)
+    try:
+        with open(cache_dir / f".{spec.key()}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (final / VAL_META_FILE).is_file():
+                if workers is None:
+                    workers = min(8, os.cpu_count() or 1)
+                write_synthetic_val(spec, final, workers=workers)
+    except OSError as exc:
+        raise DataError(
+            f"{final}: cannot write the synthetic val split ({exc.strerror or exc}); set "
+            "dataset.synthetic.cache_dir to a writable directory"
+        ) from None
+    return final

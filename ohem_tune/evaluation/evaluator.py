@@ -13,7 +13,8 @@ import torch
 from ohem_tune.config import Config
 from ohem_tune.data.records import DetectionDataset
 from ohem_tune.evaluation.detections import Detections, PerImageDetections
-from ohem_tune.evaluation.inference import detect_batch, image_batches
+from ohem_tune.evaluation.inference import detect_batch
+from ohem_tune.evaluation.pyramid import image_batches
 from ohem_tune.evaluation.metrics import compute_metrics
 
 DETECTIONS_FILE = "detections.parquet"

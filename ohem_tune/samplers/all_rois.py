@@ -1,4 +1,10 @@
-"""The paper's "all RoIs" baseline: every RoI with IoU >= bg_lo gets gradient, capped at B."""
+"""The paper's "all RoIs" baseline: every fg and bg RoI of every image gets gradient.
+
+As the authors' `_all_rois` (abhi2610/ohem `lib/roi_data_layer/minibatch.py`): foreground
+IoU >= fg_thresh plus background IoU in [bg_lo, bg_hi) (the authors assert bg_lo = 0), with no
+per-image or per-batch cap; `sampler.rois_per_batch` (the paper's "B = 2048" row label) is not
+read. `sampler.max_rois_per_image` is an optional cap of ours (see docs/training.md).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,22 @@ from ohem_tune.samplers.base import RoILosses, RoISampler, SampleResult, random_
 
 @register("all_rois")
 class AllRoIsSampler(RoISampler):
-    """Per image: all fg and all bg (IoU in [bg_lo, bg_hi)) RoIs, up to B/N.
+    """Per image: all fg and all bg (IoU in [bg_lo, bg_hi)) RoIs; optionally capped per image.
 
-    The paper uses B = 2048 with bg_lo = 0, where the cap rarely binds. When it does, fg are
-    kept first and the remaining slots are filled with bg at random (our choice; documented).
+    With `sampler.max_rois_per_image` set, fg are kept first (at random if they alone exceed the
+    cap) and the remaining slots are filled with bg at random (our choice; documented).
     """
 
     def select(self, targets: RoITargets, ranking: RoILosses) -> SampleResult:
         fg_mask, bg_mask = self.fg_bg_masks(targets)
+        cap = self.cfg.max_rois_per_image
         picked = []
         for i in range(targets.num_images):
             in_image = targets.image_index == i
-            fg = random_subset(torch.nonzero(fg_mask & in_image).flatten(), self.rois_per_image)
-            bg_quota = self.rois_per_image - fg.numel()
-            bg = random_subset(torch.nonzero(bg_mask & in_image).flatten(), bg_quota)
+            fg = torch.nonzero(fg_mask & in_image).flatten()
+            bg = torch.nonzero(bg_mask & in_image).flatten()
+            if cap is not None:
+                fg = random_subset(fg, cap)
+                bg = random_subset(bg, cap - fg.numel())
             picked += [fg, bg]
         return self.result(targets, torch.cat(picked))

@@ -37,7 +37,9 @@ def test_validate_clips_drops_and_truncates():
         dtype=np.float32,
     )
     out, counts = validate_proposals(boxes, width=20, height=20, min_size=2, max_per_image=3)
-    assert counts == {"non_finite": 1, "outside": 2, "clipped": 1, "too_small": 1, "truncated": 1}
+    assert counts == {
+        "non_finite": 1, "outside": 2, "clipped": 1, "duplicate": 0, "too_small": 1, "truncated": 1
+    }  # fmt: skip
     assert np.array_equal(out, [[0, 0, 9, 9], [0, 2, 12, 19], [1, 1, 8, 8]])
 
 
@@ -62,7 +64,7 @@ def test_npz_and_coco_json_round_trip(tmp_path: Path):
         ("bad.npz", b"junk", r"bad\.npz: unreadable \.npz"),
         ("bad.json", b"{oops", r"bad\.json: not valid JSON"),
         ("list.json", b'[{"image_id": 1}]', r"list\.json: entry 0 is not"),
-        ("p.pkl", b"", r"p\.pkl: unknown proposals format"),
+        ("p.txt", b"", r"p\.txt: unknown proposals format '\.txt'; use \.mat, \.pkl"),
     ],
 )
 def test_bad_proposal_files(tmp_path: Path, name, content, message):

@@ -15,7 +15,7 @@ from ohem_tune.data.build import build_dataset
 from ohem_tune.evaluation import evaluate
 from ohem_tune.evaluation.boxes import box_iou
 from ohem_tune.evaluation.evaluator import detect
-from ohem_tune.evaluation.inference import PyramidFeatures, assign_levels, image_batches
+from ohem_tune.evaluation.pyramid import PyramidFeatures, assign_levels, image_batches
 from ohem_tune.modeling import build_model
 
 BBOX_STD_X = 0.1  # the model's default bbox_reg_stds[0]
