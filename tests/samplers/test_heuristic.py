@@ -1,4 +1,4 @@
-"""Heuristic (FRCN) and all-RoIs samplers: documented fg/bg counts and IoU ranges."""
+"""Heuristic (FRCN) sampler: documented fg/bg counts and IoU ranges."""
 
 from __future__ import annotations
 
@@ -62,10 +62,3 @@ def test_bg_lo_zero_reaches_low_iou_background():
         targets, out = _select(0.1)
         assert not bool((targets.max_iou[out.indices] < 0.1).any())
 
-
-def test_all_rois_takes_every_candidate_up_to_the_cap():
-    targets, out = _select(0.0, "all_rois", b=2048)
-    assert sorted(out.indices.tolist()) == list(range(len(targets)))
-    targets, out = _select(0.0, "all_rois", b=40)  # cap 20 per image: image 0 keeps its 10 fg
-    img0 = out.indices[targets.image_index[out.indices] == 0]
-    assert len(img0) == 20 and int((targets.max_iou[img0] >= 0.5).sum()) == 10
