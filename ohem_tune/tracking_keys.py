@@ -62,3 +62,4 @@ TAG_INVOCATION = "ohem_tune.invocation"  # the parent run's id-independent invoc
 TAG_LABEL = "ohem_tune.label"  # the row's "Experiment" label in the paper's table (e.g. "OHEM")
 TAG_VARIANT_ORDER = "ohem_tune.variant_order"  # the variant's position in the spec (0-based)
 TAG_SEARCH_POINT = "ohem_tune.search_point"  # JSON of the Optuna-sampled values of a search trial
+TAG_TEST_PROTOCOL = "ohem_tune.test_protocol"  # evaluation.protocol.test_protocol(cfg)

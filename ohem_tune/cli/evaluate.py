@@ -34,7 +34,9 @@ def evaluate(
         help="Where to write detections.parquet and metrics.json "
         "(default: RUN_DIR/eval/CHECKPOINT-SPLIT).",
     ),
-    split: str = typer.Option("test", "--split", help="Split to evaluate: test or train."),
+    split: str = typer.Option(
+        "test", "--split", help="Split to evaluate: test, val (dataset.val_split) or train."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Evaluate a checkpoint: VOC07 / VOC2010 / COCO AP per class and the mean."""
@@ -45,8 +47,8 @@ def evaluate(
     from ohem_tune.engine.trainer import resolve_device
     from ohem_tune.evaluation import evaluate as run_evaluation
 
-    if split not in ("test", "train"):
-        raise ConfigError(f"--split {split!r}: expected 'test' or 'train'")
+    if split not in ("test", "val", "train"):
+        raise ConfigError(f"--split {split!r}: expected 'test', 'val' or 'train'")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device {device!r}: expected auto, cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():

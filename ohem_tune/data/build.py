@@ -15,35 +15,58 @@ from ohem_tune.data.boxes import flip_boxes
 from ohem_tune.data.coco import load_coco
 from ohem_tune.data.proposals import attach_proposals, read_proposals
 from ohem_tune.data.records import DetectionDataset, ImageRecord
-from ohem_tune.data.synthetic import TEST_SPLIT, TRAIN_SPLIT, ensure_synthetic, make_spec
-from ohem_tune.data.voc import load_voc
+from ohem_tune.data.synthetic import (
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+    ensure_synthetic,
+    ensure_synthetic_val,
+    make_spec,
+)
+from ohem_tune.data.voc import load_voc, read_split
 from ohem_tune.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
-def synthetic_root(cfg: Config) -> Path:
-    """The synthetic set's directory in the cache (generated on first use)."""
+Split = Literal["train", "test", "val"]
+
+
+def synthetic_root(cfg: Config, val: bool = False) -> Path:
+    """The synthetic set's directory in the cache (generated on first use; val: with its val
+    split, added to an existing cache on first use)."""
     syn = cfg.dataset.synthetic
     spec = make_spec(syn.preset, syn.seed, syn.num_train, syn.num_test, syn.image_size)
+    if val:
+        return ensure_synthetic_val(spec, syn.cache_dir)
     return ensure_synthetic(spec, syn.cache_dir)
 
 
-def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionDataset:
-    """The train or test split of cfg.dataset with validated proposals (train: + flipped copies)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
+    """The train, test or val split of cfg.dataset with validated proposals (train: + flipped
+    copies). val is dataset.val_split (the synthetic set's own val split); its proposals come
+    from proposals.train_file (VOC07's trainval proposals cover val), else the built-in ones."""
+    if split not in ("train", "test", "val"):
+        raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
     ds = cfg.dataset
     train = split == "train"
     if ds.format == "synthetic":
-        root = synthetic_root(cfg)
-        name = TRAIN_SPLIT if train else TEST_SPLIT
+        root = synthetic_root(cfg, val=split == "val")
+        name = {"train": TRAIN_SPLIT, "test": TEST_SPLIT, "val": VAL_SPLIT}[split]
         dataset = load_voc(root, name, skip_empty=train, name=f"synthetic:{root.name}:{name}")
         default_proposals: Path | None = root / "proposals" / f"{name}.npz"
     elif ds.format == "voc":
-        name = ds.train_split if train else ds.test_split
+        name = {"train": ds.train_split, "test": ds.test_split, "val": ds.val_split}[split]
+        if split == "val":
+            _check_val_disjoint(ds.root, ds.train_split, ds.val_split)
         dataset = load_voc(ds.root, name, ds.class_names, skip_empty=train)
         default_proposals = None
+    elif split == "val":
+        raise DataError(
+            f"dataset.val_split: '{ds.val_split}' is not supported for COCO data; a search on "
+            "COCO selects on its test json (set train.eval_split: test and "
+            "search.allow_test_selection: true), or convert the val set to a VOC devkit"
+        )
     else:
         json_path = _under_root(ds.root, ds.coco_train_json if train else ds.coco_test_json)
         images = _under_root(ds.root, ds.coco_train_images if train else ds.coco_test_images)
@@ -51,7 +74,8 @@ def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionData
         default_proposals = None
 
     prop = ds.proposals
-    file = _under_root(ds.root, prop.train_file if train else prop.test_file) or default_proposals
+    given = prop.test_file if split == "test" else prop.train_file
+    file = _under_root(ds.root, given) or default_proposals
     if file is not None:
         attach_proposals(dataset, read_proposals(file), file, **_proposal_filters(prop))
     elif prop.generator == "selective_search":
@@ -61,7 +85,7 @@ def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionData
         boxes = selective_search_proposals(dataset, prop.cache_dir)
         attach_proposals(dataset, boxes, source, **_proposal_filters(prop))
     elif prop.generator == "synthetic":
-        field = "train_file" if train else "test_file"
+        field = "test_file" if split == "test" else "train_file"
         raise DataError(
             f"dataset.proposals.{field}: {ds.format} data has no built-in proposals; give a "
             "proposals file (.mat, .pkl, .npz or .json) or set dataset.proposals.generator to "
@@ -73,6 +97,19 @@ def build_dataset(cfg: Config, split: Literal["train", "test"]) -> DetectionData
         dataset = with_flipped(dataset)
     dataset.meta["split"] = split
     return dataset
+
+
+def _check_val_disjoint(root: Path | None, train_split: str, val_split: str) -> None:
+    """A val split that shares images with the train split measures nothing: refuse it."""
+    assert root is not None
+    shared = set(read_split(root, train_split)) & set(read_split(root, val_split))
+    if shared:
+        raise DataError(
+            f"{Path(root) / 'ImageSets' / 'Main'}: dataset.val_split '{val_split}' shares "
+            f"{len(shared)} images with dataset.train_split '{train_split}' (e.g. "
+            f"{sorted(shared)[0]}); train on a split without them (VOC07: dataset.train_split: "
+            "train, dataset.val_split: val)"
+        )
 
 
 def _proposal_filters(prop: ProposalConfig) -> dict[str, Any]:

@@ -160,7 +160,7 @@ class Trainer:
         self.max_iter = cfg.train.max_iter
         self.train_seconds = 0.0  # over all sessions of this run (restored on resume)
         self.metrics_rows: dict[int, dict[str, float]] = {}
-        self.test_set = None
+        self.eval_sets: dict[str, Any] = {}  # split -> DetectionDataset, built on first use
         self._last_eval: dict[str, float] = {}
         if resume:
             self._resume()
@@ -243,7 +243,7 @@ class Trainer:
                 if (ckpt and it % ckpt == 0) or it == self.max_iter:
                     self._checkpoint()
             if cfg.train.final_eval:
-                self._evaluate()
+                self._evaluate(final=True)
             result = self._final_metrics(sec_per_iter[1:] or sec_per_iter)
             return result
         finally:
@@ -344,7 +344,13 @@ class Trainer:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
         os.replace(tmp, path)
 
-    def _evaluate(self) -> dict[str, float]:
+    def eval_splits(self, final: bool) -> list[str]:
+        """Splits an evaluation measures: train.eval_split; the final one of a val-selecting run
+        (a search) adds test, so what was selected on val is also reported on test."""
+        split = self.cfg.train.eval_split
+        return ["val", "test"] if final and split == "val" else [split]
+
+    def _evaluate(self, final: bool = False) -> dict[str, float]:
         try:
             from ohem_tune.evaluation import evaluate
         except ImportError:
@@ -352,12 +358,15 @@ class Trainer:
             return {}
         from ohem_tune.data.build import build_dataset
 
-        if self.test_set is None:
-            self.test_set = build_dataset(self.cfg, "test")
+        metrics: dict[str, float] = {}
         self.model.eval()
         try:
-            with torch.no_grad():
-                metrics = dict(evaluate(self.model, self.test_set, self.cfg, self.device).metrics)
+            for split in self.eval_splits(final):
+                if split not in self.eval_sets:
+                    self.eval_sets[split] = build_dataset(self.cfg, split)  # type: ignore[arg-type]
+                with torch.no_grad():
+                    result = evaluate(self.model, self.eval_sets[split], self.cfg, self.device)
+                metrics.update(split_metrics(result.metrics, split))
         finally:
             self.model.train()
         self._last_eval = metrics
@@ -406,6 +415,13 @@ class Trainer:
         final[K.FINAL_PEAK_MEM_GB] = peak_memory_gb(self.device)
         final[K.FINAL_TRAIN_SECONDS] = self.train_seconds
         return final
+
+
+def split_metrics(metrics: dict[str, float], split: str) -> dict[str, float]:
+    """eval/* metrics named for the split they measure: test keeps eval/X, val is eval/val/X."""
+    if split == "test":
+        return dict(metrics)
+    return {"eval/" + K.VAL_GROUP + k.removeprefix("eval/"): v for k, v in metrics.items()}
 
 
 def _isnan(value: Any) -> bool:

@@ -6,10 +6,14 @@ the inclusive convention exactly (a box's width is x2 - x1 + 1), so we keep thei
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torchvision.ops import batched_nms as _tv_batched_nms
 from torchvision.ops import box_iou as _tv_box_iou
 from torchvision.ops import nms as _tv_nms
+
+MATLAB_EPS = 2.220446049250313e-16  # MATLAB's eps (double), in MR-CNN's vote weight
 
 
 def _exclusive(boxes: torch.Tensor) -> torch.Tensor:
@@ -47,6 +51,18 @@ def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out
 
 
+def vote_weights(
+    scores: torch.Tensor, weight: Literal["score", "mrcnn"] = "score", add_val: float = 1.5
+) -> torch.Tensor:
+    """Each voter's weight: max(0, score) ('score'), or MR-CNN's released
+    `eps + max(0, score + add_val)` ('mrcnn', post_process_candidate_detections.m)."""
+    if weight == "score":
+        return scores.clamp_min(0)
+    if weight == "mrcnn":
+        return MATLAB_EPS + (scores + add_val).clamp_min(0)
+    raise ValueError(f"vote weight must be 'score' or 'mrcnn', got {weight!r}")
+
+
 def box_voting(
     kept_boxes: torch.Tensor,
     candidate_boxes: torch.Tensor,
@@ -54,18 +70,47 @@ def box_voting(
     vote_iou: float,
     kept_groups: torch.Tensor | None = None,
     candidate_groups: torch.Tensor | None = None,
+    weight: Literal["score", "mrcnn"] = "score",
+    add_val: float = 1.5,
 ) -> torch.Tensor:
-    """Each kept box -> the score-weighted mean of the candidates with IoU >= vote_iou to it.
+    """Each kept box -> the weighted mean of the candidates with IoU >= vote_iou to it.
 
-    MR-CNN's box voting; scores are left to the caller (unchanged). With groups (class labels),
-    only candidates of the kept box's group vote. A kept box without voters stays as it was.
+    MR-CNN's box voting; weights by `vote_weights`; scores are left to the caller (unchanged).
+    With groups (class labels), only candidates of the kept box's group vote. A kept box without
+    voters (or whose voters all weigh 0) stays as it was.
     """
     if kept_boxes.numel() == 0 or candidate_boxes.numel() == 0:
         return kept_boxes.clone()
-    voters = box_iou(kept_boxes, candidate_boxes) >= vote_iou  # (M, C)
-    if kept_groups is not None and candidate_groups is not None:
-        voters &= kept_groups[:, None] == candidate_groups[None, :]
-    weights = voters.to(candidate_scores.dtype) * candidate_scores.clamp_min(0)[None, :]
+    if kept_groups is None or candidate_groups is None:
+        return _vote(kept_boxes, candidate_boxes, candidate_scores, vote_iou, weight, add_val)
+    out = kept_boxes.clone()
+    for group in torch.unique(kept_groups).tolist():  # per class: (M_k, C_k), not (M, C)
+        rows = torch.nonzero(kept_groups == group).flatten()
+        cols = torch.nonzero(candidate_groups == group).flatten()
+        if cols.numel():
+            out[rows] = _vote(
+                kept_boxes[rows],
+                candidate_boxes[cols],
+                candidate_scores[cols],
+                vote_iou,
+                weight,
+                add_val,
+            )
+    return out
+
+
+def _vote(
+    kept: torch.Tensor,
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    vote_iou: float,
+    weight: Literal["score", "mrcnn"],
+    add_val: float,
+) -> torch.Tensor:
+    dtype = torch.promote_types(scores.dtype, torch.float32)  # fp16 would flush eps to 0
+    weights = (box_iou(kept, boxes) >= vote_iou).to(dtype)  # (M, C)
+    weights *= vote_weights(scores.to(dtype), weight, add_val)[None, :]
     total = weights.sum(dim=1, keepdim=True)
-    voted = weights @ candidate_boxes.to(weights.dtype) / total.clamp_min(1e-12)
-    return torch.where(total > 0, voted.to(kept_boxes.dtype), kept_boxes)
+    tiny = torch.finfo(weights.dtype).tiny  # eps-only weights sum to ~1e-16: keep them
+    voted = weights @ boxes.to(weights.dtype) / total.clamp_min(tiny)
+    return torch.where(total > 0, voted.to(kept.dtype), kept)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,12 +43,32 @@ def class_candidates(
     return Candidates(class_boxes[roi, k + 1], class_scores[roi, k + 1], k + 1)
 
 
-def keep_top(cands: Candidates, nms_thresh: float, max_per_image: int) -> Candidates:
-    """Per-class NMS, then the max_per_image highest-scoring detections over all classes."""
+def keep_top(
+    cands: Candidates,
+    nms_thresh: float,
+    max_per_image: int,
+    per: Literal["image", "class"] = "image",
+) -> Candidates:
+    """Per-class NMS, then the max_per_image highest-scoring detections over all classes
+    (per = "image", py-faster-rcnn) or of each class (per = "class", MR-CNN)."""
     if len(cands.scores) == 0:
         return cands
-    keep = batched_nms(cands.boxes, cands.scores, cands.labels, nms_thresh)
-    return cands.take(keep[:max_per_image])  # batched_nms returns decreasing scores
+    keep = batched_nms(cands.boxes, cands.scores, cands.labels, nms_thresh)  # decreasing scores
+    if per == "image":
+        return cands.take(keep[:max_per_image])
+    if per != "class":
+        raise ValueError(f"keep_top: per must be 'image' or 'class', got {per!r}")
+    return cands.take(keep[rank_within(cands.labels[keep]) < max_per_image])
+
+
+def rank_within(groups: torch.Tensor) -> torch.Tensor:
+    """Each row's 0-based position among the earlier rows of its group (rows in order)."""
+    order = torch.argsort(groups, stable=True)
+    sorted_groups = groups[order].contiguous()
+    first = torch.searchsorted(sorted_groups, sorted_groups)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=groups.device) - first
+    return rank
 
 
 def to_per_class(cands: Candidates, num_classes: int) -> list[np.ndarray]:

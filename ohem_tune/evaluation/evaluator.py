@@ -14,8 +14,8 @@ from ohem_tune.config import Config
 from ohem_tune.data.records import DetectionDataset
 from ohem_tune.evaluation.detections import Detections, PerImageDetections
 from ohem_tune.evaluation.inference import detect_batch
-from ohem_tune.evaluation.pyramid import image_batches
 from ohem_tune.evaluation.metrics import compute_metrics
+from ohem_tune.evaluation.pyramid import image_batches
 
 DETECTIONS_FILE = "detections.parquet"
 METRICS_FILE = "metrics.json"

@@ -34,7 +34,12 @@ def detect_batch(
         final = iterative_detect(model, pyramid, batch, class_boxes, scores, test)
     else:
         final = [
-            keep_top(class_candidates(b, s, test.score_thresh), test.nms_thresh, test.max_per_image)
+            keep_top(
+                class_candidates(b, s, test.score_thresh),
+                test.nms_thresh,
+                test.max_per_image,
+                test.detections_per,
+            )
             for b, s in zip(class_boxes, scores, strict=True)
         ]
     return [to_per_class(c, model.num_classes) for c in final]

@@ -7,23 +7,23 @@ pruned by per-class NMS at 0.95. Each later iteration re-scores the previous can
 (box regressed from candidate t-1's box, the score of candidate t-1's box) — MR-CNN's pairing,
 so one iteration without voting is the standard Fast R-CNN test. The candidates of all iterations
 are united per class, filtered by the score threshold, reduced by NMS (`test.nms_thresh`) and
-`test.max_per_image`, and every kept box is replaced by the score-weighted mean of the candidates
-of its class with IoU >= `test.vote_iou` to it; its score is kept.
+`test.max_per_image` (per image or per class: `test.detections_per`), and every kept box is
+replaced by the weighted mean of the voters of its class with IoU >= `test.vote_iou` to it; its
+score is kept. Voters (`test.vote_voters`): the united candidates over the score threshold
+("thresholded") or all of them ("all", MR-CNN's code); weights (`test.vote_weight`): max(0, score)
+or MR-CNN's `eps + max(0, score + test.vote_add_val)` (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from ohem_tune.config.test import TestConfig
 from ohem_tune.evaluation.boxes import batched_nms, box_voting, clip_boxes
 from ohem_tune.evaluation.candidates import Candidates, class_candidates, keep_top
-
-if TYPE_CHECKING:
-    from ohem_tune.evaluation.inference import PyramidFeatures, PyramidImage
+from ohem_tune.evaluation.pyramid import PyramidFeatures, PyramidImage
 
 PRUNE_NMS_IOU = 0.95  # MR-CNN's near-duplicate pruning of the first iteration's candidates
 
@@ -77,11 +77,19 @@ def iterative_detect(
 
     out = []
     for past, img in zip(history, batch, strict=True):
-        union = Candidates.cat(past)
-        union = union.take(torch.nonzero(union.scores > test.score_thresh).flatten())
-        kept = keep_top(union, test.nms_thresh, test.max_per_image)
+        every = Candidates.cat(past)
+        union = every.take(torch.nonzero(every.scores > test.score_thresh).flatten())
+        kept = keep_top(union, test.nms_thresh, test.max_per_image, test.detections_per)
+        voters = every if test.vote_voters == "all" else union
         voted = box_voting(
-            kept.boxes, union.boxes, union.scores, test.vote_iou, kept.labels, union.labels
+            kept.boxes,
+            voters.boxes,
+            voters.scores,
+            test.vote_iou,
+            kept.labels,
+            voters.labels,
+            weight=test.vote_weight,
+            add_val=test.vote_add_val,
         )
         voted = clip_boxes(voted, img.height, img.width)  # a weighted mean may round past the edge
         out.append(Candidates(voted, kept.scores, kept.labels))

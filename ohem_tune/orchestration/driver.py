@@ -27,6 +27,7 @@ from ohem_tune.errors import ConfigError, DataError, OhemTuneError, TrackingErro
 from ohem_tune.orchestration import keys as tr
 from ohem_tune.orchestration import resume as resume_mod
 from ohem_tune.orchestration import tracking
+from ohem_tune.orchestration.search import selection_key
 from ohem_tune.spec import Spec, TrialSpec, load_spec
 from ohem_tune.spec.schema import ResourcesSpec
 
@@ -69,7 +70,8 @@ class TrialOutcome:
     seed: int
     status: str  # FINISHED | FAILED | PRUNED | RUNNING (interrupted) | NOT_STARTED
     run_id: str | None = None
-    metric: float | None = None
+    metric: float | None = None  # RunSummary.metric: final/mAP, or final/val/mAP (val search)
+    test_metric: float | None = None  # final/mAP (the test split)
     error: str | None = None
     seconds: float | None = None
     cpu_seconds: float | None = None
@@ -93,7 +95,7 @@ class RunSummary:
     slots: int = 1
     command_start: float = 0.0
     interrupted: bool = False
-    metric: str = tk.FINAL_MAP
+    metric: str = tk.FINAL_MAP  # what `best` ranks by (selection_key: val for searches)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -436,6 +438,7 @@ def run_plan(
         None,
         already_finished=done_count,
         command_start=command_start,
+        metric=selection_key(plan.spec),
     )
     if continuing or done_count:
         console.print(
@@ -713,7 +716,7 @@ def _outcomes_from_mlflow(
     if plan.optuna:
         wanted = [(tid, tid, "", 0) for tid in results]
     outcomes = []
-    metric_key = tk.FINAL_MAP
+    metric_key = selection_key(plan.spec)
     for trial_id, name, variant, seed in wanted:
         recs = runs.get(trial_id, [])
         rec = next((r for r in recs if r.mlflow_status == "FINISHED"), recs[0] if recs else None)
@@ -728,6 +731,7 @@ def _outcomes_from_mlflow(
                 status=status,
                 run_id=rec.run_id if rec else None,
                 metric=rec.metrics.get(metric_key) if rec else None,
+                test_metric=rec.metrics.get(tk.FINAL_MAP) if rec else None,
                 error=_error_of(plan, rec) if rec and status == "FAILED" else None,
                 seconds=result.get(tr.TRIAL_SECONDS),
                 cpu_seconds=result.get(tr.TRIAL_CPU_SECONDS),

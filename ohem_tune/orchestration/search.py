@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ohem_tune import tracking_keys as tk
 from ohem_tune.spec.schema import Spec
 from ohem_tune.spec.search import SearchParam
 
@@ -80,6 +81,15 @@ def build_scheduler(spec: Spec, max_iter: int):
         reduction_factor=sched.reduction_factor,
         brackets=sched.brackets,
     )
+
+
+def selection_key(spec: Spec) -> str:
+    """The final/* key a run's "best trial" is picked by: the final alias of a val metric the
+    search decides on (final/val/mAP), else final/mAP (the test split's, as before)."""
+    metric, _mode = decision_metric(spec)
+    if metric is not None and metric.startswith("eval/" + tk.VAL_GROUP):
+        return "final/" + metric.removeprefix("eval/")
+    return tk.FINAL_MAP
 
 
 def decision_metric(spec: Spec) -> tuple[str | None, str]:

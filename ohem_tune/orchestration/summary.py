@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ohem_tune import tracking_keys as tk
 from ohem_tune.orchestration.cost import estimate_trial, schedule_seconds
 from ohem_tune.orchestration.driver import Plan, RunSummary, trial_table_rows
+from ohem_tune.orchestration.search import decision_metric
 
 
 def _duration(seconds: float) -> str:
@@ -64,6 +66,7 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
             f"reduction factor {s.reduction_factor:g}",
             highlight=False,
         )
+    _print_selection(plan, console)
     durations = [c.seconds for c in costs]
     if plan.optuna:
         mean = sum(durations) / len(durations)
@@ -91,6 +94,30 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
         )
     _print_resume_state(plan, console)
     console.print("dry run: nothing was started.", style="dim")
+
+
+def _print_selection(plan: Plan, console: Console) -> None:
+    """Which split the searcher and scheduler select on (searches: val, never test)."""
+    metric, _mode = decision_metric(plan.spec)
+    if metric is None or not plan.trials:
+        return
+    cfg = plan.trials[0].config
+    if metric.startswith("eval/" + tk.VAL_GROUP):
+        where = (
+            "the synthetic set's val split"
+            if cfg.dataset.format == "synthetic"
+            else f"dataset.val_split '{cfg.dataset.val_split}'"
+        )
+        console.print(
+            f"selection: {metric} on the val split ({where}); each finished trial is also "
+            f"evaluated once on the test split ({tk.FINAL_MAP})",
+            highlight=False,
+        )
+    elif metric.startswith(("eval/", "final/")):
+        console.print(
+            f"selection: {metric} on the TEST split (search.allow_test_selection)",
+            highlight=False,
+        )
 
 
 def _trial_table(plan: Plan, costs: list) -> Table:
@@ -162,8 +189,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             )
     best = summary.best
     if best is not None:
+        measured = f"{summary.metric} {best.metric:.4f}"
+        if summary.metric != tk.FINAL_MAP:  # a search selected on val: say so, then add test
+            test = "n/a" if best.test_metric is None else f"{best.test_metric:.4f}"
+            measured += f" (val split, selection), {tk.FINAL_MAP} {test} (test split)"
         console.print(
-            f"best trial: {escape(best.name)} final/mAP {best.metric:.4f} (run {best.run_id})",
+            f"best trial: {escape(best.name)} {measured} (run {best.run_id})",
             highlight=False,
         )
     util = summary.slot_utilisation

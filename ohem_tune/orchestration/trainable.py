@@ -296,9 +296,12 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     if cfg.train.num_threads is None:
         cfg.train.num_threads = threads
 
+    from ohem_tune.evaluation.protocol import test_protocol
+
     tags = {
         **ctx.common_tags,
         **payload["tags"],
+        tk.TAG_TEST_PROTOCOL: test_protocol(cfg),
         tk.TAG_DEVICE: device_tag,
         tk.TAG_HOST: host_name(),
         tk.TAG_VERSION: __version__,

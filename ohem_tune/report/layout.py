@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ohem_tune import tracking_keys as K
 from ohem_tune.config import flatten
 from ohem_tune.errors import ConfigError
 
@@ -119,7 +120,14 @@ def layout_from_runs(experiment: str, runs: pd.DataFrame) -> Layout:
                 else None,
             )
         )
-    return Layout(experiment, tuple(variants), None, search_keys=_search_keys(runs))
+    val = any(f"metrics.{k}" in runs.columns for k in (K.FINAL_VAL_MAP, K.VAL_MAP))
+    return Layout(
+        experiment,
+        tuple(variants),
+        None,
+        search_keys=_search_keys(runs),
+        search_metric=K.VAL_MAP if val else K.MAP,  # a search that logged val selected on it
+    )
 
 
 def _search_keys(runs: pd.DataFrame) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """The search table: every Optuna trial of an experiment with its sampled values, its outcome
 and where it stopped, ranked by the metric the search optimised (the view Ray Tune and Optuna
-leave to the user)."""
+leave to the user). Every number says the split it was measured on: a search selects on val
+(eval/val/*), and a finished trial's test mAP (final/mAP) stands beside it, unused for selection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ohem_tune import tracking_keys as K
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.format import format_lr
 from ohem_tune.report.runs import INCLUDED_STATUS
@@ -18,12 +20,39 @@ from ohem_tune.report.table import MISSING, Cell, Column, Table, text_cell
 STATUS_ORDER = {"FINISHED": 0, "PRUNED": 1}  # anything else (FAILED, RUNNING, ...) after
 
 
+def metric_split(metric: str) -> str | None:
+    """The split a metric key was measured on: 'val' (eval/val/*, final/val/*), 'test' (the
+    other eval/* and final/* keys) or None (train/*: no evaluation split)."""
+    group, _, name = metric.partition("/")
+    if group not in ("eval", "final"):
+        return None
+    return "val" if name.startswith(K.VAL_GROUP) else "test"
+
+
+def metric_label(metric: str) -> str:
+    """A reader's name for a metric with its split: 'val mAP', 'test mAP', else the key."""
+    split = metric_split(metric)
+    if split is None:
+        return metric
+    name = metric.partition("/")[2].removeprefix(K.VAL_GROUP)
+    return f"{split} {name}"
+
+
+def on_test_split(metric: str) -> str | None:
+    """The final/* key of the same metric on the test split, for a val metric (else None)."""
+    if metric_split(metric) != "val":
+        return None
+    return "final/" + metric.partition("/")[2].removeprefix(K.VAL_GROUP)
+
+
 def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
     """Per search trial: number (start order), status, last iteration and value of the search
-    metric, the sampled point and the error. `progress` is the metric's history (run_id, step,
-    value); a finished trial's value is its final/ alias when the metric is an eval/ one."""
+    metric, the same metric on the test split (finished trials of a val search), the sampled
+    point and the error. `progress` is the metric's history (run_id, step, value); a finished
+    trial's value is its final/ alias when the metric is an eval/ one."""
     metric = data.layout.search_metric
     final_col = "metrics.final/" + metric.removeprefix("eval/")
+    test_key = on_test_split(metric)
     rows: list[dict[str, Any]] = []
     lasts = progress.groupby("run_id").last()  # histories come sorted by step
     for number, (_, run) in enumerate(data.search_runs.iterrows(), start=1):
@@ -37,6 +66,10 @@ def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
             iteration = int(float(max_iter)) if max_iter not in (None, "") else iteration
         elif not _finite(value) and _finite(run.get(f"metrics.{metric}")):
             value = float(run[f"metrics.{metric}"])
+        test_value = math.nan
+        if test_key is not None and run["status"] == INCLUDED_STATUS:
+            test_value = run.get(f"metrics.{test_key}")
+            test_value = float(test_value) if _finite(test_value) else math.nan
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -44,13 +77,13 @@ def search_trials(data: ReportData, progress: pd.DataFrame) -> pd.DataFrame:
                 "status": run["status"],
                 "iteration": iteration,
                 "value": value,
+                "test_value": test_value,
                 "point": json.loads(run["search_point"]),
                 "error": run.get("error"),
             }
         )
-    trials = pd.DataFrame(
-        rows, columns=["run_id", "number", "status", "iteration", "value", "point", "error"]
-    )
+    columns = ["run_id", "number", "status", "iteration", "value", "test_value", "point", "error"]
+    trials = pd.DataFrame(rows, columns=columns)
     if trials.empty:
         return trials
     sign = -1.0 if data.layout.search_mode == "max" else 1.0
@@ -87,7 +120,11 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
     layout = data.layout
     metric, keys = layout.search_metric, list(layout.search_keys)
     percent = _is_mean_ap(metric)
-    header = f"{metric} (%)" if percent else metric
+    label = metric_label(metric)
+    header = f"{label} (selection)" + (" (%)" if percent else "")
+    test_key = on_test_split(metric)
+    test_label = metric_label(test_key) if test_key else ""
+    extra = [Column(test_label + (" (%)" if percent else ""))] if test_key else []
     better = "high" if layout.search_mode == "max" else "low"
     table = Table(
         key="search",
@@ -99,6 +136,7 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
         ),
         columns=[Column("#"), Column("trial", "l"), Column("status", "l"), Column("iter")]
         + [Column(header, better=better)]
+        + extra
         + [Column(k, "l") for k in keys],
     )
     rank = 0
@@ -106,12 +144,7 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
     for _, trial in trials.iterrows():
         finished = trial["status"] == INCLUDED_STATUS
         rank += finished
-        value = trial["value"]
-        shown = None
-        text = MISSING
-        if _finite(value):
-            shown = round(float(value) * (100.0 if percent else 1.0), 1 if percent else 4) + 0.0
-            text = f"{shown:.1f}" if percent else f"{shown:.4g}"
+        shown, text = _shown(trial["value"], percent)
         cells = [
             Cell(str(rank) if finished else ""),
             Cell(f"t{int(trial['number']):02d}"),
@@ -119,6 +152,8 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
             text_cell(int(trial["iteration"]) if _finite(trial["iteration"]) else None),
             Cell(text, shown if finished else None),  # only finished trials compete for bold
         ]
+        if test_key:  # reported beside the selection, never ranked on (no bold)
+            cells.append(Cell(_shown(trial["test_value"], percent)[1]))
         point = trial["point"]
         cells += [Cell(format_value(point[k], k)) if k in point else Cell(MISSING) for k in keys]
         table.add_row(cells, new_group=previous is not None and trial["status"] != previous)
@@ -130,6 +165,7 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
         + ", ".join(f"{int(n)} {str(s).lower()}" for s, n in counts.items())
         + f". iter: the last iteration that reported {metric} (finished: all of them)."
     )
+    table.notes.append(_selection_note(metric, test_key))
     table.notes.append(
         "trial tNN: the order the trials started in (the run's search point is its tag "
         "`ohem_tune.search_point`); — under a parameter: not sampled (its `when` condition "
@@ -140,6 +176,32 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
         error = str(trial["error"]).splitlines()[0] if _finite_text(trial["error"]) else "no error"
         table.notes.append(f"t{int(trial['number']):02d} {str(trial['status']).lower()}: {error}")
     return table
+
+
+def _shown(value: Any, percent: bool) -> tuple[float | None, str]:
+    """(the displayed number, its text): mAPs in percent to 0.1, the rest to 4 digits."""
+    if not _finite(value):
+        return None, MISSING
+    shown = round(float(value) * (100.0 if percent else 1.0), 1 if percent else 4) + 0.0
+    return shown, f"{shown:.1f}" if percent else f"{shown:.4g}"
+
+
+def _selection_note(metric: str, test_key: str | None) -> str:
+    """Which split the search selected on, in words (every search table says it)."""
+    split = metric_split(metric)
+    if split == "val":
+        return (
+            "Selection used the val split (dataset.val_split; the synthetic set's own val "
+            f"split): Optuna ranked and ASHA stopped trials on {metric}. "
+            f"{metric_label(test_key or '')} ({test_key}) is each finished trial's one "
+            "evaluation on the test split, after training; it selected nothing."
+        )
+    if split == "test":
+        return (
+            f"Selection used the test split ({metric}, search.allow_test_selection): these "
+            "numbers are not an unbiased estimate of test performance."
+        )
+    return f"Selection used {metric}, measured on no evaluation split."
 
 
 def _finite_text(value: Any) -> bool:

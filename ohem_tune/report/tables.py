@@ -133,8 +133,31 @@ def ablation_table(data: ReportData) -> Table:
     stand_ins = _stand_in_note(data, variants)
     if stand_ins:
         table.notes.append(stand_ins)
+    add_protocol_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table
+
+
+def add_protocol_note(table: Table, data: ReportData, variants: list[Variant]) -> None:
+    """One note line with the test protocol of the table's finished runs; a loud warning (and a
+    log line) when they were tested under more than one, since their numbers do not compare."""
+    protocols = data.protocols(variants)
+    if not protocols:
+        return
+    if len(protocols) == 1:
+        table.notes.append(f"Test protocol: {next(iter(protocols))}.")
+        return
+    listed = "; ".join(
+        f"{protocol} ({', '.join(f'`{n}`' for n in names)})"
+        for protocol, names in protocols.items()
+    )
+    table.notes.append(f"Test protocols (MIXED, {len(protocols)}): {listed}.")
+    message = (
+        f"MIXED TEST PROTOCOLS in table '{table.key}': its runs were tested under "
+        f"{len(protocols)} protocols, so its rows do not compare (see the note)"
+    )
+    log.warning(message)
+    table.warnings.append(message)
 
 
 def _stand_in_note(data: ReportData, variants: list[Variant]) -> str | None:
@@ -238,6 +261,7 @@ def multiscale_bbox_tables(data: ReportData) -> list[Table]:
         table.notes.append(STATS_NOTE)
         if used:
             table.notes.append("Cells use variants: " + "; ".join(used) + ".")
+        add_protocol_note(table, data, involved)
         table.notes += data.exclusion_notes(involved)
         tables.append(table)
     return tables
@@ -354,6 +378,7 @@ def per_class_table(data: ReportData) -> Table:
         row += [mean_cell(data.summary(v, AP_PREFIX + c)) for c in classes]
         table.add_row(row)
     table.mark_best()
+    add_protocol_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table
 
@@ -388,5 +413,6 @@ def coco_table(data: ReportData) -> Table:
         "paper rows: COCO test-dev, VGG16, from the OHEM paper; +M: multi-scale train and test; "
         "*: trained on trainval. They are not ranked for bold."
     )
+    add_protocol_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table

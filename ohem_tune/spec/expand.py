@@ -264,6 +264,43 @@ def check_scheduler(spec: Spec, cfg: Config, where: str) -> None:
         )
 
 
+def check_selection_split(spec: Spec, cfg: Config, where: str, profile: str | None) -> None:
+    """Searchers and schedulers select on the val split: a metric measured on test is refused
+    unless search.allow_test_selection; a val metric needs train.eval_split: val."""
+    search = spec.search_for(profile)
+    selectors = []
+    if search is not None and search.uses_optuna:
+        selectors.append(("search.metric", search.metric))
+    if spec.scheduler.type != "none":
+        selectors.append(("scheduler.metric", spec.scheduler.metric))
+    allowed = search is not None and search.allow_test_selection
+    for field_name, metric in selectors:
+        group, _, name = metric.partition("/")
+        if group not in ("eval", "final"):
+            continue  # train/* metrics are measured on no evaluation split
+        on_val = name.startswith(tk.VAL_GROUP)
+        if on_val and cfg.train.eval_split != "val":
+            raise ConfigError(
+                f"{where}: train.eval_split: is '{cfg.train.eval_split}' but {field_name} "
+                f"'{metric}' is measured on the val split; set train.eval_split: val"
+            )
+        if on_val:
+            continue
+        if not allowed:
+            raise ConfigError(
+                f"{spec.where}: {field_name}: '{metric}' selects on the test split; select on "
+                f"validation ({field_name}: eval/{tk.VAL_GROUP}{name} with train.eval_split: val "
+                "and dataset.val_split), or set search.allow_test_selection: true to select on "
+                "test knowingly"
+            )
+        if cfg.train.eval_split == "val":
+            raise ConfigError(
+                f"{where}: train.eval_split: is 'val', so {field_name} '{metric}' (the test "
+                f"split) is measured only at the end; select on eval/{tk.VAL_GROUP}{name}, or set "
+                "train.eval_split: test"
+            )
+
+
 def expand(
     spec: Spec,
     profile: str | None = None,
@@ -309,6 +346,7 @@ def expand(
                 raise ConfigError(f"{where}: train.max_iter: must be >= 1")
             check_scheduler(spec, cfg, where)
             check_search(spec, cfg, where, chosen)
+            check_selection_split(spec, cfg, where, chosen)
             name = variant.name
             if point:
                 name += "@" + ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())

@@ -85,9 +85,16 @@ class SearchSpec(Section):
     params: dict[str, SearchParam] = Field(default_factory=dict)
     grid: dict[str, list[ParamValue]] = Field(default_factory=dict)
     num_samples: int = Field(8, ge=1, description="Optuna trials in all (over every template)")
-    metric: str = "eval/mAP"
+    metric: str = Field(
+        "eval/val/mAP", description="what Optuna ranks on: the val split's mAP by default"
+    )
     mode: Literal["max", "min"] = "max"
     seed: int = Field(0, ge=0, description="Optuna sampler seed (TPE)")
+    allow_test_selection: bool = Field(
+        False,
+        description="let search.metric / scheduler.metric select on the test split; refused "
+        "otherwise (searches select on dataset.val_split: eval/val/* with train.eval_split: val)",
+    )
 
     @model_validator(mode="after")
     def _grid_non_empty(self) -> SearchSpec:

@@ -96,7 +96,7 @@ def test_eval_of_a_run_directory_defaults_its_output_dir(run_dir, monkeypatch, c
     [
         (["--set", "model.fc_dim=8"], "--set model.*"),
         (["--set", "test.nms_thresh=7"], "test.nms_thresh"),
-        (["--split", "val"], "--split 'val'"),
+        (["--split", "trainval"], "--split 'trainval'"),
     ],
 )
 def test_bad_input_is_one_red_line_and_exit_2(run_dir, monkeypatch, capsys, args, needle):

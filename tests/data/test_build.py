@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ohem_tune.config import Config
+from ohem_tune.config import Config, build_config, deep_merge
 from ohem_tune.data.build import build_dataset, synthetic_root
 from ohem_tune.data.synthetic import CLASS_NAMES, META_FILE
 from ohem_tune.data.transforms import load_image
 from ohem_tune.errors import DataError
+from tests.data.builders import VOC_IMAGES, make_voc
 
 
 def test_synthetic_is_generated_once_and_reused(tiny_cfg: Config):
@@ -58,3 +59,35 @@ def test_unwritable_cache_is_a_one_line_error(tiny_cfg: Config, tmp_path):
     tiny_cfg.dataset.synthetic.cache_dir = blocker / "cache"
     with pytest.raises(DataError, match="cannot write the synthetic dataset cache"):
         build_dataset(tiny_cfg, "test")
+
+
+def test_val_split_synthetic_and_voc(tiny_cfg: Config, tmp_path):
+    val = build_dataset(tiny_cfg, "val")
+    test = build_dataset(tiny_cfg, "test")
+    train = build_dataset(tiny_cfg, "train")
+    assert len(val) == len(test) and not any(r.flipped for r in val.records)
+    assert val.meta["split"] == "val" and all(len(r.proposals) > 50 for r in val.records)
+    ids = {r.image_id for r in val.records}
+    assert not ids & ({r.image_id for r in test.records} | {r.image_id for r in train.records})
+
+    # VOC: the devkit's own train / val lists (VOC07 layout); val reads dataset.val_split
+    root = make_voc(tmp_path / "VOC2007", split="trainval")
+    lists = root / "ImageSets" / "Main"
+    (lists / "train.txt").write_text("img_a\nimg_c\n")
+    (lists / "val.txt").write_text("img_b\n")
+    dataset = {"format": "voc", "root": str(root), "class_names": ["cat", "dog"],
+               "train_split": "train", "proposals": {"generator": "none"}}  # fmt: skip
+    cfg = build_config(deep_merge(tiny_cfg.model_dump(mode="json"), {"dataset": dataset}), "t")
+    voc_val = build_dataset(cfg, "val")
+    assert [r.image_id for r in voc_val.records] == ["img_b"]
+    x1, y1, x2, y2 = VOC_IMAGES[1][3][0][1:5]
+    assert voc_val.records[0].boxes.tolist() == [[x1 - 1, y1 - 1, x2 - 1, y2 - 1]]
+    cfg.dataset.train_split = "trainval"  # contains val: selecting on it would measure nothing
+    with pytest.raises(DataError) as info:
+        build_dataset(cfg, "val")
+    message = str(info.value)
+    assert "\n" not in message and "shares 1 images with dataset.train_split 'trainval'" in message
+    assert "dataset.train_split: train" in message
+    cfg.dataset.format = "coco"
+    with pytest.raises(DataError, match="dataset.val_split: 'val' is not supported for COCO"):
+        build_dataset(cfg, "val")

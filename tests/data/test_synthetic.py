@@ -11,9 +11,13 @@ from ohem_tune.data.boxes import box_iou
 from ohem_tune.data.synthetic import (
     META_FILE,
     PRESETS,
+    VAL_META_FILE,
+    VAL_SPLIT,
     ensure_synthetic,
+    ensure_synthetic_val,
     generate_image,
     make_spec,
+    write_synthetic_val,
 )
 
 
@@ -71,3 +75,44 @@ def test_concurrent_generation_yields_one_complete_directory(tmp_path: Path):
     root = Path(roots[0])
     assert (root / META_FILE).is_file()
     assert len(list((root / "JPEGImages").iterdir())) == 6
+
+
+def _file_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_val_split_is_added_to_an_existing_cache_without_touching_train_or_test(tmp_path: Path):
+    spec = make_spec("tiny", seed=5, num_train=4, num_test=3)
+    root = ensure_synthetic(spec, tmp_path, 1)  # a cache written before val existed
+    before = _file_bytes(root)
+    assert not (root / VAL_META_FILE).exists()
+    assert ensure_synthetic_val(spec, tmp_path, 1) == root  # same key, same directory
+    after = _file_bytes(root)
+    assert {k: after[k] for k in before} == before  # every train/test byte as it was
+    val_ids = (root / "ImageSets/Main" / f"{VAL_SPLIT}.txt").read_text().split()
+    other = set()
+    for split in ("trainval", "test"):
+        other |= set((root / "ImageSets/Main" / f"{split}.txt").read_text().split())
+    assert len(val_ids) == 3 and not set(val_ids) & other
+    new = sorted(set(after) - set(before))
+    assert f"proposals/{VAL_SPLIT}.npz" in new and VAL_META_FILE in new
+    assert all(f"JPEGImages/{i}.jpg" in new for i in val_ids)
+    # val images come from their own RNG stream: none equals a train or test image
+    train_pixels = [generate_image(spec, s, i).pixels.tobytes() for s, n in ((0, 4), (1, 3))
+                    for i in range(n)]  # fmt: skip
+    assert not {generate_image(spec, 2, i).pixels.tobytes() for i in range(3)} & set(train_pixels)
+    stamp = (root / VAL_META_FILE).stat().st_mtime_ns
+    ensure_synthetic_val(spec, tmp_path, 1)  # complete: reused, not rewritten
+    assert (root / VAL_META_FILE).stat().st_mtime_ns == stamp
+
+
+def test_val_split_is_deterministic(tmp_path: Path):
+    spec = make_spec("tiny", seed=5, num_train=2, num_test=2)
+    written = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations", "proposals"):
+            (out / sub).mkdir(parents=True)
+        write_synthetic_val(spec, out)
+        written.append(_file_bytes(out))
+    assert written[0] == written[1] and len(written[0]) > 5

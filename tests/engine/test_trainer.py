@@ -170,6 +170,40 @@ def test_final_evaluation_reaches_hooks_metrics_and_final(tiny_cfg: Config, tmp_
     assert frame.loc[10, "eval/mAP"] == final["final/mAP"]
 
 
+def test_val_eval_split_evaluates_val_periodically_and_both_at_the_end(
+    tiny_cfg: Config, tmp_path: Path
+):
+    from ohem_tune.data.build import build_dataset
+    from ohem_tune.evaluation import evaluate
+
+    cfg = _configure(tiny_cfg, "heuristic", 10, final_eval=True, eval_period=5, eval_split="val")
+    cfg.test.max_images = 3
+    evals = []
+
+    class Saw(Hook):
+        def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+            evals.append((iteration, metrics))
+
+    trainer = Trainer(cfg, tmp_path, hooks=[Saw()])
+    final = trainer.train()
+    assert [it for it, _ in evals] == [5, 10]
+    assert "eval/val/mAP" in evals[0][1] and not [k for k in evals[0][1] if "/val/" not in k]
+    assert {"eval/val/mAP", "eval/mAP"} <= set(evals[1][1])  # the end: val and test
+    assert final["final/val/mAP"] == evals[1][1]["eval/val/mAP"]
+    assert final["final/mAP"] == evals[1][1]["eval/mAP"]
+    val, test = build_dataset(cfg, "val"), build_dataset(cfg, "test")
+    assert [r.image_id for r in trainer.eval_sets["val"].records] == [
+        r.image_id for r in val.records
+    ]
+    assert [r.image_id for r in trainer.eval_sets["test"].records] == [
+        r.image_id for r in test.records
+    ]
+    again = evaluate(trainer.model.eval(), val, cfg, trainer.device).metrics
+    assert again["eval/mAP"] == final["final/val/mAP"]  # measured on val, named val
+    frame = pd.read_parquet(tmp_path / "metrics.parquet").set_index("iteration")
+    assert pd.isna(frame.loc[5].get("eval/mAP")) and frame.loc[10, "eval/mAP"] == final["final/mAP"]
+
+
 def test_amp_on_cpu_is_ignored_with_a_warning(tiny_cfg: Config, tmp_path: Path):
     cfg = _configure(tiny_cfg, "heuristic", 2)
     cfg.solver.amp = "bf16"

@@ -33,6 +33,43 @@ def test_box_voting_is_score_weighted_mean_of_overlapping_candidates():
     assert same.tolist() == [[0.0, 0.0, 10.0, 10.0]]
 
 
+def test_mrcnn_vote_weight_differs_from_score_weight():
+    kept = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    cands = torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 2.0, 12.0, 12.0]])
+    scores = torch.tensor([0.6, 0.2])
+    by_score = box_voting(kept, cands, scores, 0.5, weight="score")
+    by_mrcnn = box_voting(kept, cands, scores, 0.5, weight="mrcnn", add_val=1.5)
+    # score: weights 0.6, 0.2 -> shift 2 * 0.2 / 0.8 = 0.5; mrcnn: 2.1, 1.7 -> 2 * 1.7 / 3.8
+    assert by_score[0].tolist() == pytest.approx([0.5, 0.5, 10.5, 10.5])
+    shift = 2.0 * 1.7 / 3.8
+    assert by_mrcnn[0].tolist() == pytest.approx([shift, shift, 10 + shift, 10 + shift])
+    # MR-CNN's SVM-score case: a negative score weighs 0 under 'score', but votes under 'mrcnn'
+    svm = torch.tensor([1.0, -1.0])
+    assert box_voting(kept, cands, svm, 0.5, weight="score")[0].tolist() == [0.0, 0.0, 10.0, 10.0]
+    shift = 2.0 * 0.5 / (2.5 + 0.5)
+    assert box_voting(kept, cands, svm, 0.5, weight="mrcnn")[0].tolist() == pytest.approx(
+        [shift, shift, 10 + shift, 10 + shift]
+    )
+    # every voter below -add_val: weights are eps each, so the plain mean (MATLAB's eps term)
+    low = torch.tensor([-3.0, -2.0])
+    mean = box_voting(kept, cands, low, 0.5, weight="mrcnn")
+    assert mean[0].tolist() == pytest.approx([1.0, 1.0, 11.0, 11.0])
+    assert box_voting(kept, cands, low, 0.5, weight="score").tolist() == kept.tolist()
+
+
+def test_voting_by_class_matches_an_unbatched_vote_per_class():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(60, 2, generator=g) * 40
+    cands = torch.cat([xy, xy + 10 + torch.rand(60, 2, generator=g) * 10], dim=1)
+    scores, labels = torch.rand(60, generator=g), torch.randint(1, 4, (60,), generator=g)
+    kept, kept_labels = cands[::6], labels[::6]
+    voted = box_voting(kept, cands, scores, 0.5, kept_labels, labels, weight="mrcnn")
+    for i in range(len(kept)):
+        mine = labels == kept_labels[i]
+        alone = box_voting(kept[i : i + 1], cands[mine], scores[mine], 0.5, weight="mrcnn")
+        torch.testing.assert_close(voted[i], alone[0])
+
+
 def test_clip_boxes_to_image():
     boxes = torch.tensor([[-5.0, -1.0, 120.0, 30.0]])
     assert clip_boxes(boxes, height=20, width=100).tolist() == [[0.0, 0.0, 99.0, 19.0]]

@@ -45,6 +45,7 @@ def test_dry_run_of_a_search_prints_the_space(tmp_path):
     assert "sampler.nms_thresh" in out.stdout and "if sampler.name=ohem" in out.stdout
     assert "log[0.001, 0.1]" in out.stdout  # the local profile's scale applied to the LR range
     assert "ASHA" in out.stdout
+    assert "selection: eval/val/mAP on the val split" in out.stdout  # never on test
 
 
 @pytest.mark.parametrize(

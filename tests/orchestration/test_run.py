@@ -104,6 +104,15 @@ def test_smoke_spec_end_to_end_one_finished_run_per_trial(ray_cluster, tmp_path,
         assert tags["mlflow.parentRunId"] == summary.parent_run_id
         assert tags[tk.TAG_DEVICE] == "cpu" and tags[tk.TAG_HOST] and tags[tk.TAG_GIT_SHA]
         assert tags[tk.TAG_SPEC_HASH] and tags[tk.TAG_VERSION]
+        # the test protocol: every test.* field is a param, and one tag states it
+        for key in ("metric", "nms_thresh", "max_per_image", "detections_per", "score_thresh"):
+            assert f"test.{key}" in params
+        assert params["test.detections_per"] == "image" and params["test.max_images"] == "None"
+        assert tags[tk.TAG_TEST_PROTOCOL] == (
+            f"{params['test.metric']} · NMS {float(params['test.nms_thresh']):g} · "
+            f"≤{params['test.max_per_image']} dets/image · "
+            f"score > {float(params['test.score_thresh']):g} · {params['dataset.test_split']} split"
+        )
         assert tags[tk.TAG_TRIAL_ID] == f"{tags[tk.TAG_CONFIG_HASH]}-s0"
         assert params["sampler.name"] in ("heuristic", "ohem") and params["train.max_iter"] == "20"
         assert 0.0 <= metrics[tk.FINAL_MAP] <= 1.0
@@ -210,7 +219,12 @@ def test_a_trial_given_a_logical_gpu_without_cuda_fails_at_once(ray_cluster, tmp
 def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cache):
     spec = spec_file(
         tmp_path,
-        variants=[{"name": "hpo", "set": {"train.max_iter": 40, "train.eval_period": 10}}],
+        variants=[
+            {
+                "name": "hpo",
+                "set": {"train.max_iter": 40, "train.eval_period": 10, "train.eval_split": "val"},
+            }
+        ],
         search={
             "num_samples": 6,
             "metric": "train/loss",
@@ -252,6 +266,12 @@ def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cach
     assert all(o.name.startswith("hpo[") and "lr=" in o.name for o in summary.outcomes)
     lrs = {r.data.params["solver.lr"] for r in runs}
     assert len(lrs) == 6  # Optuna sampled distinct points
+    # evaluations ran on the val split; only a finished trial is measured on test, once
+    evaluated = [r for r in runs if r.data.tags[tk.TAG_STATUS] in ("FINISHED", "PRUNED")]
+    assert all(tk.VAL_MAP in r.data.metrics for r in evaluated)
+    assert all(tk.MAP not in r.data.metrics for r in pruned)
+    for run in (r for r in runs if r.data.tags[tk.TAG_STATUS] == "FINISHED"):
+        assert {tk.FINAL_VAL_MAP, tk.FINAL_MAP} <= set(run.data.metrics)
 
 
 def test_driver_killed_mid_run_then_resumed_has_no_duplicate_or_missing_run(

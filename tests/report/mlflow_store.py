@@ -124,6 +124,8 @@ COST = {
     ("ohem_vgg16", 0): (0.30, 7.0),
 }
 LOSS_STEPS = (0, 10, 20)
+# the ohem_tune.test_protocol tag of every known run (as evaluation.protocol writes it)
+PROTOCOL = "voc07 · NMS 0.3 · ≤2000 dets/image · score > 1e-05 · test split"
 
 
 def loss_value(variant: str, seed: int, step: int) -> float:
@@ -132,8 +134,13 @@ def loss_value(variant: str, seed: int, step: int) -> float:
     return scale * (1.0 + 0.1 * seed) / (1.0 + step / 10.0)
 
 
-def fill_store(tracking_uri: str, experiment: str = EXPERIMENT) -> list[str]:
-    """Create the experiment with a parent run and the known trial runs; returns trial run ids."""
+def fill_store(
+    tracking_uri: str, experiment: str = EXPERIMENT, protocols: dict[str, str] | None = None
+) -> list[str]:
+    """Create the experiment with a parent run and the known trial runs; returns trial run ids.
+
+    protocols: a test-protocol tag per variant instead of PROTOCOL ("" leaves the tag out).
+    """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -162,6 +169,9 @@ def fill_store(tracking_uri: str, experiment: str = EXPERIMENT) -> list[str]:
         }
         if known.error:
             tags[K.TAG_ERROR] = known.error
+        protocol = (protocols or {}).get(known.variant, PROTOCOL)
+        if protocol:
+            tags[K.TAG_TEST_PROTOCOL] = protocol
         run = client.create_run(exp_id, start_time=start, tags=tags, run_name=known.variant)
         params = {**BASE_PARAMS, **meta["params"]}
         metrics = []

@@ -38,12 +38,19 @@ TRIALS = [
 MLFLOW_STATUS = {"FINISHED": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED"}
 
 
-def fill(uri: str) -> None:
+# A search that selected on val: the same trials with eval/val/mAP histories and final/val/mAP;
+# each finished trial's test mAP (final/mAP) ranks them the other way round.
+VAL_EXPERIMENT = "hpo_val_test"
+TEST_MAP = {"a1": 0.58, "b2": 0.55}
+
+
+def fill(uri: str, val: bool = False) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment(EXPERIMENT)
+    exp_id = client.create_experiment(VAL_EXPERIMENT if val else EXPERIMENT)
+    history_key, final_key = (K.VAL_MAP, K.FINAL_VAL_MAP) if val else (K.MAP, K.FINAL_MAP)
     for trial_id, point, status, history, final, minute, error in TRIALS:
         start = T0 + minute * 60_000
         tags = {
@@ -59,9 +66,11 @@ def fill(uri: str) -> None:
         if error:
             tags[K.TAG_ERROR] = error
         run = client.create_run(exp_id, start_time=start, run_name=f"hpo[{trial_id}]-s0")
-        metrics = [Metric(K.MAP, v, start, 100 * (i + 1)) for i, v in enumerate(history)]
+        metrics = [Metric(history_key, v, start, 100 * (i + 1)) for i, v in enumerate(history)]
         if final is not None:
-            metrics.append(Metric(K.FINAL_MAP, final, start, 300))
+            metrics.append(Metric(final_key, final, start, 300))
+            if val:
+                metrics.append(Metric(K.FINAL_MAP, TEST_MAP[trial_id], start, 300))
         params = {"train.max_iter": "300", **{k: str(v) for k, v in point.items()}}
         client.log_batch(
             run.info.run_id,
@@ -125,3 +134,38 @@ def test_markdown_and_figure_are_written(report) -> None:
     index = (out / "README.md").read_text()
     assert "fig_search.png" in index
     assert "5 trial runs (2 finished, 2 pruned, 1 failed)" in index  # each search trial once
+
+
+def test_a_search_on_test_says_so(report) -> None:
+    table = _search(report)
+    assert table.columns[4].header == "test mAP (selection) (%)"
+    assert any("Selection used the test split" in n for n in table.notes)
+
+
+@pytest.fixture(scope="module")
+def val_report(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("hpo_val_store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    fill(uri, val=True)
+    return build_report(VAL_EXPERIMENT, uri, out=root / "reports")
+
+
+def test_val_search_ranks_on_val_and_shows_test_beside_it(val_report) -> None:
+    table = _search(val_report)
+    headers = [c.header for c in table.columns[:6]]
+    assert headers == ["#", "trial", "status", "iter", "val mAP (selection) (%)", "test mAP (%)"]
+    heads = [[c.text for c in row[:6]] for row in table.rows]
+    assert heads == [
+        ["1", "t02", "finished", "300", "61.0", "55.0"],  # ranked by val, although t01's test
+        ["2", "t01", "finished", "300", "52.0", "58.0"],  # mAP is higher: test selects nothing
+        ["", "t04", "pruned", "200", "40.0", "—"],
+        ["", "t03", "pruned", "100", "20.0", "—"],
+        ["", "t05", "failed", "—", "—", "—"],
+    ]
+    bold = [(row[1].text, j) for row in table.rows for j, c in enumerate(row) if c.bold]
+    assert bold == [("t02", 4)]  # the selection column only
+    notes = " ".join(table.notes)
+    assert "Selection used the val split (dataset.val_split;" in notes
+    assert "test mAP (final/mAP)" in notes
+    markdown = (val_report.out_dir / "table_search.md").read_text()
+    assert "val mAP (selection) (%) | test mAP (%)" in markdown

@@ -141,3 +141,35 @@ def test_metric_column_follows_test_metric(built: ReportResult, spec_path) -> No
     assert "COCO AP" in [c.header for c in table.columns]
     assert "07 mAP" not in [c.header for c in table.columns]
     assert table.title == "Table 1: ablations (COCO AP, %)"
+
+
+def test_protocol_note_under_each_metric_table(built: ReportResult) -> None:
+    from tests.report.mlflow_store import PROTOCOL
+
+    line = f"- Test protocol: {PROTOCOL}."
+    for name in ("ablation", "multiscale_bbox", "per_class", "coco"):
+        text = (built.out_dir / f"table_{name}.md").read_text(encoding="utf-8")
+        assert text.count(line) == 1, name
+        assert "MIXED" not in text
+    assert built.runs["test_protocol"].eq(PROTOCOL).all()  # read from the tag of every run
+
+
+def test_mixed_protocols_are_flagged_loudly(built: ReportResult, spec_path, caplog) -> None:
+    from ohem_tune.report.data import NO_PROTOCOL, ReportData
+    from ohem_tune.report.layout import layout_from_spec
+    from ohem_tune.report.markdown import table_to_markdown
+    from ohem_tune.report.tables import ablation_table
+    from tests.report.mlflow_store import PROTOCOL
+
+    other = "voc07 · NMS 0.3 · ≤100 dets/image · score > 0.05 · test split"
+    runs = built.runs.copy()
+    runs.loc[runs["variant"] == "ohem_vgg16", "test_protocol"] = other
+    runs.loc[runs["variant"] == "frcn_vgg16", "test_protocol"] = None
+    with caplog.at_level("WARNING", logger="ohem_tune.report.tables"):
+        table = ablation_table(ReportData(layout_from_spec(spec_path), runs))
+    text = table_to_markdown(table)
+    assert "Warning: MIXED TEST PROTOCOLS in table 'ablation'" in text
+    assert any("MIXED TEST PROTOCOLS" in r.getMessage() for r in caplog.records)
+    note = next(n for n in table.notes if n.startswith("Test protocols (MIXED, 3)"))
+    assert f"{PROTOCOL} (`frcn_vggm`, `ohem_vggm`, `ohem_ms_vgg16`)" in note
+    assert f"{other} (`ohem_vgg16`)" in note and f"{NO_PROTOCOL} (`frcn_vgg16`)" in note

@@ -61,4 +61,3 @@ def test_bg_lo_zero_reaches_low_iou_background():
         torch.manual_seed(seed)
         targets, out = _select(0.1)
         assert not bool((targets.max_iou[out.indices] < 0.1).any())
-

@@ -215,12 +215,15 @@ def test_optuna_search_needs_one_seed_and_valid_conditions(tmp_path):
         "sampler.nms_thresh": {"type": "float", "low": 0.5, "high": 0.9,
                                "when": {"sampler.name": "ohem"}},
     }  # fmt: skip
-    ok = load_spec(write_spec(tmp_path, minimal(search={"params": params, "num_samples": 4})))
+    tree = minimal(search={"params": params, "num_samples": 4})  # selects on eval/val/mAP
+    tree["base"]["train"]["eval_split"] = "val"
+    ok = load_spec(write_spec(tmp_path, tree))
     assert len(ok.expand()) == 2  # templates
     with pytest.raises(ConfigError, match="one seed per sample"):
         ok.expand(seeds=3)
     params["sampler.nms_thresh"]["when"] = {"sampler.nmae": "ohem"}
-    bad = load_spec(write_spec(tmp_path, minimal(search={"params": params})))
+    tree["search"]["params"] = params
+    bad = load_spec(write_spec(tmp_path, tree))
     with pytest.raises(ConfigError, match="when: 'sampler.nmae' is neither a config field"):
         bad.expand()
 
@@ -249,3 +252,52 @@ def test_spec_layer_imports_neither_torch_nor_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_search_selecting_on_test_is_refused_unless_explicitly_allowed(tmp_path):
+    params = {"solver.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    tree = minimal(search={"params": params, "metric": "eval/mAP"})
+    path = write_spec(tmp_path, tree)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path).expand()
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "search.metric: 'eval/mAP' selects on the test split" in message
+    assert "eval/val/mAP with train.eval_split: val" in message
+    assert "search.allow_test_selection: true" in message
+    tree["search"]["allow_test_selection"] = True
+    assert len(load_spec(write_spec(tmp_path, tree)).expand()) == 2  # said so explicitly
+
+    # a scheduler's metric selects too (ASHA stops trials on it)
+    tree = minimal(scheduler={"type": "asha", "metric": "eval/mAP"})
+    tree["base"]["train"]["eval_period"] = 5
+    with pytest.raises(ConfigError, match="scheduler.metric: 'eval/mAP' selects on the test"):
+        load_spec(write_spec(tmp_path, tree)).expand()
+    # a val metric needs val evaluations
+    tree = minimal(search={"params": params, "metric": "eval/val/mAP"})
+    with pytest.raises(ConfigError, match="train.eval_split: is 'test' but search.metric"):
+        load_spec(write_spec(tmp_path, tree)).expand()
+    tree["base"]["train"]["eval_split"] = "val"
+    trials = load_spec(write_spec(tmp_path, tree)).expand()
+    assert {t.config.train.eval_split for t in trials} == {"val"}
+    # train/* metrics are measured on no evaluation split: no refusal
+    tree = minimal(search={"params": params, "metric": "train/loss", "mode": "min"})
+    assert len(load_spec(write_spec(tmp_path, tree)).expand()) == 2
+
+
+def test_ohem_hpo_selects_on_the_val_split():
+    spec = load_spec(SPACES / "ohem_hpo.yaml")
+    assert spec.search is not None and not spec.search.allow_test_selection
+    assert spec.search.metric == spec.scheduler.metric == tk.VAL_MAP
+    (local,) = spec.expand()
+    assert local.config.dataset.format == "synthetic"
+    assert local.config.train.eval_split == "val"
+    (paper,) = spec.expand(profile="paper")
+    ds = paper.config.dataset
+    assert (ds.format, ds.train_split, ds.val_split, ds.test_split) == (
+        "voc",
+        "train",
+        "val",
+        "test",
+    )
+    assert paper.config.train.eval_split == "val"
