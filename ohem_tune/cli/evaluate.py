@@ -99,6 +99,13 @@ def _with_overrides(cfg: Config, overrides: list[str], iterative_bbox: bool, spl
             "--set model.*: the architecture comes from the checkpoint; override test.* or "
             "dataset.* only"
         )
+    convention = {"pixel_mean", "pixel_std", "channel_order", "pixel_range"}
+    changed = sorted(convention & set(tree.get("input") or {}))
+    if changed:
+        raise ConfigError(
+            f"--set input.{changed[0]}: the input convention comes from the checkpoint (the "
+            "one its weights were trained with); override test.* or dataset.* only"
+        )
     if iterative_bbox:
         tree = deep_merge(tree, {"test": {"iterative_bbox": True}})
     if split == "train":  # no flipped copies: each image once, ids unique

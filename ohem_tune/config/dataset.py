@@ -96,11 +96,31 @@ class InputConfig(Section):
     scales: list[int] = Field(default_factory=lambda: [600], min_length=1)
     max_size: int = Field(1000, ge=32)
     flip: bool = True
-    pixel_mean: tuple[float, float, float] = (122.77, 115.95, 102.98)  # RGB order
+    # The input convention: None follows model.weights_format (resolved by
+    # ohem_tune.data.transforms.resolve_input_convention); an explicit value wins.
+    pixel_mean: tuple[float, float, float] | None = Field(
+        None, description="one value per channel, in channel_order and pixel_range units; "
+        "None: the weights format's mean (ours: RGB 122.77, 115.95, 102.98)",
+    )  # fmt: skip
+    pixel_std: tuple[float, float, float] | None = Field(
+        None, description="divide by this after the mean (channel_order, pixel_range units); "
+        "None: the weights format's (torchvision 0.229, 0.224, 0.225; caffe and ours: 1)",
+    )  # fmt: skip
+    channel_order: Literal["RGB", "BGR"] | None = Field(
+        None, description="channel order fed to conv1; None: BGR for caffe weights, else RGB"
+    )
+    pixel_range: Literal[1, 255] | None = Field(
+        None, description="1: pixels / 255 before mean/std (torchvision), 255: raw 0-255; "
+        "None: the weights format's",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _scales_positive(self) -> InputConfig:
         bad = [s for s in self.scales if s < 16]
         if bad:
             raise FieldError("scales", self.scales, f"every scale must be >= 16 pixels, got {bad}")
+        if self.pixel_std is not None and min(self.pixel_std) <= 0:
+            raise FieldError(
+                "pixel_std", self.pixel_std, "every std must be > 0 (1, 1, 1: no division)"
+            )
         return self

@@ -17,7 +17,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ohem_tune.config import Config
 from ohem_tune.data.records import DetectionDataset, ImageRecord, Minibatch
-from ohem_tune.data.transforms import load_image, pad_images, prepare_image
+from ohem_tune.data.transforms import (
+    InputConvention,
+    load_image,
+    pad_images,
+    prepare_image,
+    resolve_input_convention,
+)
 from ohem_tune.errors import DataError
 
 
@@ -37,7 +43,7 @@ class MinibatchBuilder(Dataset):
         ims_per_batch: int,
         scales: list[int],
         max_size: int,
-        pixel_mean: tuple[float, float, float],
+        convention: InputConvention | tuple[float, float, float],
         seed: int,
         use_difficult: bool = False,
     ) -> None:
@@ -47,7 +53,7 @@ class MinibatchBuilder(Dataset):
         self.ims_per_batch = ims_per_batch
         self.scales = list(scales)
         self.max_size = max_size
-        self.pixel_mean = tuple(pixel_mean)
+        self.convention = convention
         self.seed = seed
         self.use_difficult = use_difficult
         self._perm_cache: dict[int, np.ndarray] = {}
@@ -89,7 +95,7 @@ class MinibatchBuilder(Dataset):
         for record_index, target in zip(idx, targets, strict=True):
             record = self.records[record_index]
             image, scale = prepare_image(
-                load_image(record), self.scales[target], self.max_size, self.pixel_mean
+                load_image(record), self.scales[target], self.max_size, self.convention
             )
             keep = record.training_gt_mask(self.use_difficult)
             boxes = torch.from_numpy(record.boxes[keep]).float() * scale
@@ -131,7 +137,7 @@ class TrainLoader:
             cfg.solver.ims_per_batch,
             cfg.input.scales,
             cfg.input.max_size,
-            cfg.input.pixel_mean,
+            resolve_input_convention(cfg),
             seed,
             cfg.dataset.use_difficult,
         )

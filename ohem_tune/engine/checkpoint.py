@@ -113,7 +113,11 @@ def load_model(
 
     blob = read_checkpoint(Path(path), "cpu")
     tree = dict(blob["config"])
-    tree["model"] = {**tree["model"], "weights": None}  # the checkpoint carries the weights
+    # The checkpoint carries the weights; keep the weights format it trained with, since it
+    # decides the input convention (configs from before weights_format existed used "ours").
+    model_tree = dict(tree["model"])
+    model_tree["weights_format"] = model_tree.get("weights_format") or "ours"
+    tree["model"] = {**model_tree, "weights": None}
     cfg = build_config(tree, f"{path} (embedded config)")
     class_names = list(blob["class_names"])
     model = build_model(cfg, len(class_names))

@@ -16,7 +16,12 @@ import torch
 
 from ohem_tune.config import Config
 from ohem_tune.data.records import ImageRecord
-from ohem_tune.data.transforms import load_image, pad_images, prepare_image
+from ohem_tune.data.transforms import (
+    load_image,
+    pad_images,
+    prepare_image,
+    resolve_input_convention,
+)
 
 MAX_ROIS_PER_POOL = 4096  # pool + head in chunks: bounds memory for 2000 RoIs x many images
 
@@ -26,7 +31,7 @@ class PyramidImage:
     """One test image resized to every test scale (CPU tensors), with its original size."""
 
     index: int  # record index in the dataset
-    levels: list[torch.Tensor]  # per scale (3, H_l, W_l), mean subtracted
+    levels: list[torch.Tensor]  # per scale (3, H_l, W_l), normalised
     scales: list[float]  # per scale resize factor
     height: int
     width: int
@@ -40,7 +45,7 @@ class PyramidImages(torch.utils.data.Dataset):
         self.records = records
         self.scales = list(cfg.test.scales)
         self.max_size = cfg.test.max_size
-        self.pixel_mean = cfg.input.pixel_mean
+        self.convention = resolve_input_convention(cfg)  # the one training used
 
     def __len__(self) -> int:
         return len(self.records)
@@ -50,7 +55,7 @@ class PyramidImages(torch.utils.data.Dataset):
         image = load_image(record)
         levels, scales = [], []
         for target in self.scales:
-            tensor, scale = prepare_image(image, target, self.max_size, self.pixel_mean)
+            tensor, scale = prepare_image(image, target, self.max_size, self.convention)
             levels.append(tensor)
             scales.append(scale)
         proposals = torch.as_tensor(np.asarray(record.proposals, np.float32).reshape(-1, 4))

@@ -24,7 +24,7 @@ def build_model(cfg: Config, num_classes: int) -> FastRCNN:
     )
     model = FastRCNN(trunk.body, pooler, head, num_classes, trunk.stride, m.bbox_reg_stds)
     if m.weights is not None:
-        load_pretrained(model, m.weights, m.backbone)
+        load_pretrained(model, m.weights, m.backbone, m.weights_format or "ours")
     return model
 
 

@@ -1,9 +1,23 @@
-"""Load pretrained weights from a local file (no downloads): ours, torchvision's or Caffe names."""
+"""Load pretrained weights from a local file (no downloads): ours, torchvision's or Caffe names.
+
+Strict on shapes: a tensor whose renamed key exists in the model with another shape is a
+ConfigError naming the file, the key, both shapes and the fix. Keys with no counterpart (e.g.
+torchvision's ImageNet classifier) are skipped and counted in ONE summary line, logged at WARNING
+so it reaches the console of `ohem-tune train` and a Ray trial's stderr:
+
+    model.weights FILE (caffe): trunk 10/10, roi_head 4/8 tensors loaded; 2 source tensors
+    unmatched (fc8.weight, fc8.bias)
+
+Caffe-converted weights keep their own conv1 channel order: with model.weights_format caffe the
+image is fed BGR (see ohem_tune.data.transforms), so conv1 is loaded as it is, never reordered.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,12 +27,24 @@ from ohem_tune.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# Caffe VGG16 blob names (conv1_1 ... conv5_3) -> index in torchvision's VGG16 `features`.
+_VGG16_CAFFE_CONVS = {
+    "conv1_1": 0, "conv1_2": 2,
+    "conv2_1": 5, "conv2_2": 7,
+    "conv3_1": 10, "conv3_2": 12, "conv3_3": 14,
+    "conv4_1": 17, "conv4_2": 19, "conv4_3": 21,
+    "conv5_1": 24, "conv5_2": 26, "conv5_3": 28,
+}  # fmt: skip
+
 # Source-name rewrites per trunk, tried in order; the first match wins.
 _RENAMES: dict[str, list[tuple[str, str]]] = {
     "vgg16": [
-        (r"^features\.(\d+)\.", r"trunk.\1."),
+        (r"^features\.(\d+)\.", r"trunk.\1."),  # torchvision (also Caffe models renamed so)
         (r"^classifier\.0\.", "roi_head.fc6."),
         (r"^classifier\.3\.", "roi_head.fc7."),
+        *((rf"^{name}\.", f"trunk.{idx}.") for name, idx in _VGG16_CAFFE_CONVS.items()),
+        (r"^fc6\.", "roi_head.fc6."),  # Caffe blob names
+        (r"^fc7\.", "roi_head.fc7."),
     ],
     "resnet50": [(r"^(conv1|bn1|layer1|layer2|layer3)\.", r"trunk.\1.")],
     "vgg_cnn_m_1024": [  # Caffe-converted blobs named conv1..conv5, fc6, fc7
@@ -32,6 +58,15 @@ _RENAMES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# Names only a Caffe model carries, per trunk: such a file needs model.weights_format: caffe.
+_CAFFE_NAMES: dict[str, str] = {
+    "vgg16": r"^(conv\d_\d|fc[678])\.",
+    "vgg_cnn_m_1024": r"^(conv\d|fc[678])\.",
+}
+
+# Tensors that depend on the number of classes: a file trained for other classes skips them.
+_CLASS_SPECIFIC = ("roi_head.cls_score.", "roi_head.bbox_pred.", "bbox_means", "bbox_stds")
+
 
 def _rename(key: str, backbone: str) -> str:
     if key.startswith(("trunk.", "roi_head.")):
@@ -42,8 +77,69 @@ def _rename(key: str, backbone: str) -> str:
     return key
 
 
-def load_pretrained(model: nn.Module, path: Path, backbone: str) -> int:
-    """Copy every tensor of `path` whose (renamed) key and shape match; returns how many did."""
+def _group(name: str) -> str:
+    return name.split(".", 1)[0] if name.startswith(("trunk.", "roi_head.")) else "other"
+
+
+@dataclass
+class LoadSummary:
+    """What load_pretrained copied: per module group loaded / present in the model."""
+
+    path: Path
+    weights_format: str
+    loaded: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)  # source keys with no counterpart
+    class_specific: list[str] = field(default_factory=list)  # skipped: other class count
+    ignored: int = 0  # BatchNorm num_batches_tracked counters (no weights)
+
+    @property
+    def num_loaded(self) -> int:
+        return sum(self.loaded.values())
+
+    def line(self) -> str:
+        """The one summary line the loader logs."""
+        groups = ", ".join(
+            f"{g} {self.loaded.get(g, 0)}/{n}" for g, n in self.total.items() if g != "other"
+        )
+        text = f"model.weights {self.path} ({self.weights_format}): {groups} tensors loaded"
+        if self.unmatched:
+            shown = ", ".join(self.unmatched[:4]) + (", ..." if len(self.unmatched) > 4 else "")
+            text += f"; {len(self.unmatched)} source tensors unmatched ({shown})"
+        if self.class_specific:
+            text += (
+                f"; {len(self.class_specific)} class-specific tensors skipped (other class count)"
+            )
+        if self.ignored:
+            text += f"; {self.ignored} num_batches_tracked counters ignored"
+        return text
+
+
+def _shape_fix(
+    name: str, src: torch.Size, own: torch.Size, backbone: str, pooled: int | None
+) -> str:
+    """The config change that makes `src` fit, or what to check."""
+    if name == "roi_head.fc6.weight" and src[0] == own[0] and len(src) == len(own) == 2:
+        channels = own[1] // (pooled * pooled) if pooled else 0
+        side = math.isqrt(src[1] // channels) if channels and src[1] % channels == 0 else 0
+        if side and side * side * channels == src[1]:
+            why = " (VGG_CNN_M_1024 pools 6x6)" if backbone == "vgg_cnn_m_1024" else ""
+            return f"set model.pooled_size: {side}{why}"
+        return "check model.backbone: fc6's input does not fit this trunk's channels"
+    if name.startswith("roi_head.fc6."):
+        return f"set model.fc_dim: {src[0]}"
+    if name.startswith("roi_head.fc7."):
+        if name.endswith("weight") and len(src) == 2 and src[1] != own[1]:
+            return f"set model.fc_dim: {src[1]}"
+        return f"set model.fc7_dim: {src[0]}"
+    return f"check model.backbone ('{backbone}'): the file holds another architecture"
+
+
+def load_pretrained(
+    model: nn.Module, path: Path, backbone: str, weights_format: str = "torchvision"
+) -> LoadSummary:
+    """Copy every tensor of `path` whose renamed key is in the model (shapes must match: else a
+    ConfigError); log one summary line and return it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -58,21 +154,47 @@ def load_pretrained(model: nn.Module, path: Path, backbone: str) -> int:
         blob = blob["model"]  # one of our checkpoints
     if not isinstance(blob, dict):
         raise ConfigError(f"model.weights: {path} is not a state dict (got {type(blob).__name__})")
+    caffe_names = _CAFFE_NAMES.get(backbone)
+    if weights_format != "caffe" and caffe_names:
+        caffe_keys = [k for k in blob if re.match(caffe_names, str(k))]
+        if caffe_keys:
+            raise ConfigError(
+                f"model.weights: {path} has Caffe blob names ({caffe_keys[0]}, ...) but "
+                f"model.weights_format is {weights_format}; set model.weights_format: caffe "
+                "(BGR 0-255 minus the BGR mean, as the Caffe model was trained)"
+            )
     own = model.state_dict()
-    loaded, skipped = {}, []
+    pooled = getattr(getattr(model, "pooler", None), "output_size", None)
+    summary = LoadSummary(path, weights_format)
+    for name in own:
+        summary.total[_group(name)] = summary.total.get(_group(name), 0) + 1
+    loaded: dict[str, torch.Tensor] = {}
     for key, tensor in blob.items():
         if not isinstance(tensor, torch.Tensor):
             continue
-        name = _rename(key, backbone)
-        if name in own and own[name].shape == tensor.shape:
-            loaded[name] = tensor
-        else:
-            skipped.append(key)
+        if str(key).endswith("num_batches_tracked"):
+            summary.ignored += 1
+            continue
+        name = _rename(str(key), backbone)
+        if name not in own:
+            summary.unmatched.append(str(key))
+            continue
+        if own[name].shape != tensor.shape:
+            if name.startswith(_CLASS_SPECIFIC):
+                summary.class_specific.append(str(key))
+                continue
+            src, dst = tuple(tensor.shape), tuple(own[name].shape)
+            raise ConfigError(
+                f"model.weights: {path}: {key} (-> {name}) has shape {src} but the model's is "
+                f"{dst}; {_shape_fix(name, tensor.shape, own[name].shape, backbone, pooled)}"
+            )
+        loaded[name] = tensor
+        summary.loaded[_group(name)] = summary.loaded.get(_group(name), 0) + 1
     if not loaded:
         raise ConfigError(
             f"model.weights: no tensor of {path} matches backbone '{backbone}' "
             f"(first keys: {list(blob)[:3]}); check model.backbone"
         )
     model.load_state_dict(loaded, strict=False)
-    log.info("loaded %d tensors from %s (%d skipped)", len(loaded), path, len(skipped))
-    return len(loaded)
+    log.warning("%s", summary.line())
+    return summary

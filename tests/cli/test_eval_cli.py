@@ -95,6 +95,7 @@ def test_eval_of_a_run_directory_defaults_its_output_dir(run_dir, monkeypatch, c
     ("args", "needle"),
     [
         (["--set", "model.fc_dim=8"], "--set model.*"),
+        (["--set", "input.channel_order=BGR"], "--set input.channel_order"),  # as trained
         (["--set", "test.nms_thresh=7"], "test.nms_thresh"),
         (["--split", "trainval"], "--split 'trainval'"),
     ],
