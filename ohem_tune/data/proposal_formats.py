@@ -258,17 +258,24 @@ def _ids(path: Path, values: Any, field: str) -> list[str]:
     return out
 
 
-def _per_image_list(path: Path, values: Any, count: int, field: str, id_field: str) -> list:
+def _check_one_per_image(
+    path: Path, values: Any, count: int, field: str, id_field: str, expected: str
+) -> None:
+    """`values` must be a list with one entry per id (`expected` names what each holds)."""
     if not isinstance(values, (list, tuple)):
         raise DataError(
-            f"{path}: {field!r} is a {type(values).__name__}; expected a list with one array "
-            "per image"
+            f"{path}: {field!r} is a {type(values).__name__}; expected a list of {expected}, "
+            "one per image"
         )
     if len(values) != count:
         raise DataError(
             f"{path}: {field!r} has {len(values)} entries but {id_field!r} has {count}; they "
             "must match one to one"
         )
+
+
+def _per_image_list(path: Path, values: Any, count: int, field: str, id_field: str) -> list:
+    _check_one_per_image(path, values, count, field, id_field, "arrays")
     try:
         return [np.asarray(v, dtype=np.float32).reshape(-1) for v in values]
     except (TypeError, ValueError):
@@ -276,16 +283,7 @@ def _per_image_list(path: Path, values: Any, count: int, field: str, id_field: s
 
 
 def _box_list(path: Path, values: Any, count: int, id_field: str) -> list[np.ndarray]:
-    if not isinstance(values, (list, tuple)):
-        raise DataError(
-            f"{path}: 'boxes' is a {type(values).__name__}; expected a list of K x 4 arrays, "
-            "one per image"
-        )
-    if len(values) != count:
-        raise DataError(
-            f"{path}: 'boxes' has {len(values)} entries but {id_field!r} has {count}; they "
-            "must match one to one"
-        )
+    _check_one_per_image(path, values, count, "boxes", id_field, "K x 4 arrays")
     out = []
     for i, v in enumerate(values):
         try:

@@ -19,6 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.data.builders import voc07_proposals, voc07_xml, write_selective_search_mat
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,21 +40,6 @@ IMAGES = [
 GRAYSCALE = "000009"  # VOC07 has grayscale JPEGs; the loader must hand the trunk 3 channels
 
 
-def _xml(image_id: str, w: int, h: int, objects) -> str:
-    objs = "".join(
-        f"<object><name>{n}</name><pose>Unspecified</pose><truncated>{t}</truncated>"
-        f"<difficult>{d}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
-        f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
-        for n, x1, y1, x2, y2, d, t in objects
-    )
-    return (
-        f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename>"
-        "<source><database>The VOC2007 Database</database></source>"
-        f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
-        f"<segmented>0</segmented>{objs}</annotation>"
-    )
-
-
 def make_devkit(data: Path) -> Path:
     """data/VOCdevkit/VOC2007 with Annotations, JPEGImages and ImageSets/Main split files."""
     root = data / "VOCdevkit" / "VOC2007"
@@ -66,33 +53,13 @@ def make_devkit(data: Path) -> Path:
         if image_id == GRAYSCALE:
             image = image.convert("L")
         image.save(root / "JPEGImages" / f"{image_id}.jpg", format="JPEG")
-        (root / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, w, h, objects))
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc07_xml(image_id, w, h, objects))
         splits[split].append(image_id)
         if split in ("train", "val"):
             splits["trainval"].append(image_id)
     for split, ids in splits.items():
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
-
-
-def make_selective_search_mat(path: Path, ids: list[str], sizes: dict[str, tuple[int, int]]):
-    """fast-rcnn's voc_2007_*.mat: `boxes` a 1 x N cell of K x 4 doubles, 1-based [y1 x1 y2 x2]."""
-    import scipy.io
-
-    rng = np.random.default_rng(len(ids))
-    boxes = np.empty((1, len(ids)), dtype=object)
-    for i, image_id in enumerate(ids):
-        w, h = sizes[image_id]
-        x1 = rng.integers(1, w // 2, 40)
-        y1 = rng.integers(1, h // 2, 40)
-        x2 = np.minimum(x1 + rng.integers(8, w // 2, 40), w)
-        y2 = np.minimum(y1 + rng.integers(8, h // 2, 40), h)
-        boxes[0, i] = np.stack([y1, x1, y2, x2], axis=1).astype(np.float64)
-    images = np.empty((len(ids), 1), dtype=object)
-    for i, image_id in enumerate(ids):
-        images[i, 0] = image_id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"boxes": boxes, "images": images})
 
 
 def make_torchvision_vgg16(path: Path) -> None:
@@ -109,12 +76,8 @@ def paper_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("paper")
     data = work / "data"
     make_devkit(data)
-    sizes = {i: (w, h) for i, w, h, *_ in IMAGES}
-    splits = {"trainval": [i for i, *_, s, _ in IMAGES if s in ("train", "val")],
-              "test": [i for i, *_, s, _ in IMAGES if s == "test"]}  # fmt: skip
-    for split, ids in splits.items():
-        make_selective_search_mat(data / "selective_search_data" / f"voc_2007_{split}.mat",
-                                  ids, sizes)  # fmt: skip
+    for split, boxes in voc07_proposals(IMAGES, per_image=40).items():
+        write_selective_search_mat(data / "selective_search_data" / f"voc_2007_{split}.mat", boxes)
     make_torchvision_vgg16(data / "imagenet_models" / "vgg16.pth")
     return work
 
