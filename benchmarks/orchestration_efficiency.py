@@ -75,7 +75,8 @@ def calibrate(spec_path: str, profile: str | None, iters: int, overrides: list[s
 def measure(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from ohem_tune.orchestration.driver import make_plan, run_plan
+    from ohem_tune.orchestration.driver import run_plan
+    from ohem_tune.orchestration.plan import make_plan
     from ohem_tune.orchestration.summary import print_summary
 
     start = time.time()

@@ -32,8 +32,11 @@ def run(
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow URI (default: spec, else sqlite:///<cwd>/mlflow.db)."
     ),
-    storage_path: Path | None = typer.Option(
-        None, "--storage-path", help="Checkpoints and Tune state (shared storage on a cluster)."
+    storage_path: str | None = typer.Option(
+        None,
+        "--storage-path",
+        help="Checkpoints and Tune state: a folder (shared by every node on a cluster) or a "
+        "cloud URI such as s3://bucket/prefix.",
     ),
     max_concurrent: int | None = typer.Option(
         None, "--max-concurrent", min=1, help="Cap on trials running at once."
@@ -60,7 +63,7 @@ def run(
     re-run, unfinished ones resume from their last checkpoint.
     """
     started = time.time()
-    from ohem_tune.orchestration.driver import make_plan
+    from ohem_tune.orchestration.plan import make_plan
 
     plan = make_plan(
         spec, profile, seeds, set_, tracking_uri, storage_path, experiment, only, resources

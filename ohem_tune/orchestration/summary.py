@@ -12,7 +12,8 @@ from rich.table import Table
 
 from ohem_tune import tracking_keys as tk
 from ohem_tune.orchestration.cost import estimate_trial, schedule_seconds
-from ohem_tune.orchestration.driver import Plan, RunSummary, trial_table_rows
+from ohem_tune.orchestration.outcomes import RunSummary
+from ohem_tune.orchestration.plan import Plan, is_uri, trial_table_rows
 from ohem_tune.orchestration.search import decision_metric
 
 
@@ -39,7 +40,8 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
     console.print(
         f"[bold]{spec.name}[/] ({plan.spec_path}), profile [bold]{plan.profile or 'none'}[/]: "
         f"{plan.num_trials} trial(s); experiment '{plan.experiment}' at {plan.tracking_uri}; "
-        f"checkpoints in {plan.exp_dir}",
+        f"checkpoints in {plan.exp_dir}"
+        + (f", Tune's in {plan.tune_storage}" if is_uri(plan.storage) else ""),
         highlight=False,
     )
     costs = [estimate_trial(t.config, res) for t in plan.trials]

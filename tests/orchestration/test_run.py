@@ -19,7 +19,9 @@ from rich.console import Console
 
 from ohem_tune import tracking_keys as tk
 from ohem_tune.errors import ConfigError
-from ohem_tune.orchestration.driver import WORKER_ENV, make_plan, run_plan
+from ohem_tune.orchestration.cluster import WORKER_ENV
+from ohem_tune.orchestration.driver import run_plan
+from ohem_tune.orchestration.plan import make_plan
 from ohem_tune.orchestration.summary import print_summary
 
 pytestmark = pytest.mark.slow
@@ -214,6 +216,8 @@ def test_a_trial_given_a_logical_gpu_without_cuda_fails_at_once(ray_cluster, tmp
     opted = plan_for(SMOKE, tmp_path / "opt", dataset_cache, "train.device=cpu", only=["frcn"],
                      resources=["gpu=0.5"])  # fmt: skip
     assert run_plan(opted).count("FINISHED") == 1
+    (cpu_run,) = trial_runs(tmp_path / "opt", "smoke")
+    assert cpu_run.data.tags[tk.TAG_GPU_MEMORY_CAP] == "none"  # a CPU trial caps nothing
 
 
 def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cache):

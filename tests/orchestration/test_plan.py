@@ -1,0 +1,71 @@
+"""make_plan's storage: a cloud URI reaches Ray Tune untouched, a filesystem path is made
+absolute; --only / --resources selection (no Ray, no MLflow server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ohem_tune.errors import ConfigError
+from ohem_tune.orchestration.plan import is_uri, make_plan, parse_resources, resolve_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/ray_results", "gs://bucket/a/b/", "abfs://container@acct/x", "S3://b/p"]
+)
+def test_cloud_uris_pass_through_to_tune_untouched(uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(SMOKE, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_path=uri)
+    assert plan.storage == uri
+    assert plan.tune_storage == uri.rstrip("/") + "/smoke/default/tune"
+    # the manifest and trial folders stay local: ./ray_results/<experiment>/<profile>
+    assert plan.exp_dir == tmp_path / "ray_results" / "smoke" / "default"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("results", "{cwd}/results"),
+        ("./a/../results", "{cwd}/results"),
+        ("file://{cwd}/results", "{cwd}/results"),
+        ("run:v2", "{cwd}/run:v2"),  # a colon in a file name is not a scheme
+        (None, "{cwd}/ray_results"),
+    ],
+)
+def test_filesystem_paths_are_made_absolute(given, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cwd = str(tmp_path.resolve())
+    storage = resolve_storage(given.format(cwd=cwd) if given else None)
+    assert storage == expected.format(cwd=cwd)
+    assert not is_uri(storage)
+    plan = make_plan(SMOKE, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_path=given and
+                     given.format(cwd=cwd))  # fmt: skip
+    assert plan.tune_storage == str(Path(storage) / "smoke" / "default" / "tune")
+    assert plan.exp_dir == Path(storage) / "smoke" / "default"
+
+
+def test_the_cli_keeps_a_uri_whole(tmp_path):
+    """typer used to parse --storage-path as a Path, which folds s3://b into s3:/b."""
+    cli = str(Path(sys.executable).parent / "ohem-tune")
+    out = subprocess.run(
+        [cli, "run", str(SMOKE), "--dry-run", "--storage-path", "s3://bucket/results"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"COLUMNS": "300", "PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Tune's in s3://bucket/results/smoke/default/tune" in " ".join(out.stdout.split())
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_resources_override_is_validated():
+    assert parse_resources(["cpu=2,gpu=0.5"], "s.yaml") == {"cpu": 2.0, "gpu": 0.5}
+    with pytest.raises(ConfigError, match="expected cpu=N or gpu=N"):
+        parse_resources(["tpu=1"], "s.yaml")
+    with pytest.raises(ConfigError, match="'x' is not a number"):
+        parse_resources(["cpu=x"], "s.yaml")
