@@ -51,9 +51,10 @@ def _progress_hook(quiet: bool):
         def on_step(self, iteration: int, stats: dict[str, float]) -> None:
             self.recent = (self.recent + [stats[K.SEC_PER_ITER]])[-20:]
             speed = sum(self.recent) / len(self.recent)
-            self.progress.update(
-                self.task, completed=iteration, loss=f"{stats[K.LOSS]:.4f}", speed=f"{speed:.3f}"
-            )
+            fields = {"speed": f"{speed:.3f}"}
+            if K.LOSS in stats:  # read from the device on log iterations only
+                fields["loss"] = f"{stats[K.LOSS]:.4f}"
+            self.progress.update(self.task, completed=iteration, **fields)
 
         def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
             shown = ", ".join(

@@ -1,4 +1,4 @@
-"""Train section: iteration budget, periods, seed, device."""
+"""Train section: iteration budget, periods, seed, device, CUDA backend settings."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch threads (None: CPUs given)")
-    deterministic: bool = True
+    deterministic: bool = Field(
+        False,
+        description="CUDA only: true turns cuDNN autotuning off and deterministic algorithms on "
+        "(slower); false (default) autotunes convolutions and pads training images to a "
+        "multiple of 32. CPU runs are deterministic either way",
+    )
+    matmul_precision: Literal["highest", "high", "medium"] = Field(
+        "high",
+        description="CUDA only: torch.set_float32_matmul_precision; high/medium allow TF32 "
+        "matmuls and convolutions on Ampere and newer, highest keeps full fp32",
+    )
     final_eval: bool = Field(True, description="evaluate on the test split when training ends")
     keep_checkpoints: int = Field(2, ge=0, description="newest checkpoint files kept (0: all)")

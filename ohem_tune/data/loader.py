@@ -46,6 +46,7 @@ class MinibatchBuilder(Dataset):
         convention: InputConvention | tuple[float, float, float],
         seed: int,
         use_difficult: bool = False,
+        size_divisibility: int = 1,
     ) -> None:
         if not records:
             raise DataError("training set is empty; check dataset.train_split and the annotations")
@@ -56,6 +57,7 @@ class MinibatchBuilder(Dataset):
         self.convention = convention
         self.seed = seed
         self.use_difficult = use_difficult
+        self.size_divisibility = size_divisibility
         self._perm_cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:  # the stream is endless; DataLoader only needs a sampler
@@ -107,7 +109,7 @@ class MinibatchBuilder(Dataset):
             gt_boxes.append(boxes.reshape(-1, 4))
             gt_labels.append(torch.from_numpy(record.labels[keep]).long())
         return Minibatch(
-            images=pad_images(images),
+            images=pad_images(images, self.size_divisibility),
             image_sizes=sizes,
             scales=scales,
             rois=rois,
@@ -126,10 +128,19 @@ def _worker_init(_: int) -> None:
 
 
 class TrainLoader:
-    """Endless iterator of training Minibatches from iteration start_iter on (see module doc)."""
+    """Endless iterator of training Minibatches from iteration start_iter on (see module doc).
+
+    `size_divisibility` > 1 pads each batch's image tensor (bottom/right, zeros) to a multiple
+    of it, so cuDNN autotuning sees few shapes; boxes and RoIs are unchanged.
+    """
 
     def __init__(
-        self, dataset: DetectionDataset, cfg: Config, seed: int, start_iter: int = 0
+        self,
+        dataset: DetectionDataset,
+        cfg: Config,
+        seed: int,
+        start_iter: int = 0,
+        size_divisibility: int = 1,
     ) -> None:
         self.dataset = dataset
         self.builder = MinibatchBuilder(
@@ -140,6 +151,7 @@ class TrainLoader:
             resolve_input_convention(cfg),
             seed,
             cfg.dataset.use_difficult,
+            size_divisibility,
         )
         self.num_workers = cfg.dataset.num_workers
         self.pin_memory = torch.cuda.is_available() and cfg.train.device != "cpu"

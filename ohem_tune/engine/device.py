@@ -1,7 +1,8 @@
-"""Which device a run trains on, and why CUDA is unusable when a GPU was promised.
+"""Which device a run trains on, why CUDA is unusable when a GPU was promised, and how it is set up.
 
 A trial that was given a GPU trains on it or fails at once: a 40k-iteration VGG16 run that
-silently falls back to the CPU while holding the GPU costs a day.
+silently falls back to the CPU while holding the GPU costs a day. Also: cuDNN / matmul settings,
+the AMP dtype, and a fractional trial's memory cap and release.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ohem_tune.errors import TrainingError
+from ohem_tune.errors import ConfigError, TrainingError
 
 
 def cuda_unavailable_reason() -> str:
@@ -80,3 +81,87 @@ def trial_device(wanted: str, assigned_gpus: Sequence[str | int]) -> str:
             "or train.device: auto"
         )
     return "cpu"
+
+
+def configure_cuda_backends(
+    device: torch.device, deterministic: bool, matmul_precision: str
+) -> dict[str, object]:
+    """Apply train.deterministic / train.matmul_precision on a CUDA run; returns what was set.
+
+    CPU runs are left untouched (an empty dict): CPU kernels are deterministic here, and the
+    matmul precision also reaches oneDNN's CPU matmuls, which would change CPU results.
+    """
+    if device.type != "cuda":
+        return {}
+    settings: dict[str, object] = {
+        "cudnn.benchmark": not deterministic,
+        "cudnn.deterministic": deterministic,
+        "cudnn.allow_tf32": matmul_precision != "highest",
+        "deterministic_algorithms": deterministic,
+        "float32_matmul_precision": matmul_precision,
+    }
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.allow_tf32 = matmul_precision != "highest"
+    # warn_only: RoI pooling's CUDA backward (atomics) has no deterministic variant
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.set_float32_matmul_precision(matmul_precision)
+    return settings
+
+
+def amp_dtype(
+    amp: str, device: torch.device, bf16_supported: bool | None = None
+) -> torch.dtype | None:
+    """solver.amp -> the autocast dtype on `device` (None: fp32; AMP on CPU is left off).
+
+    bf16 on a CUDA device without native bfloat16 is an error, not a slow emulation;
+    `bf16_supported` overrides the device query (tests).
+    """
+    if amp == "off" or device.type != "cuda":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+    if not bf16_supported:
+        name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "this GPU"
+        raise ConfigError(
+            f"solver.amp: bf16 needs a GPU with native bfloat16 (compute capability 8.0+), "
+            f"{name} has none; set solver.amp: fp16 or off"
+        )
+    return torch.bfloat16
+
+
+def memory_cap(device_type: str, gpu_share: float) -> float | None:
+    """The CUDA memory fraction a trial is capped to: its GPU share when a fraction < 1 on CUDA.
+
+    None (no cap) on the CPU and for a whole GPU.
+    """
+    if device_type != "cuda" or not 0.0 < gpu_share < 1.0:
+        return None
+    return float(gpu_share)
+
+
+def cap_gpu_memory(device_type: str, gpu_share: float) -> float | None:
+    """Cap this process's CUDA caching allocator to its share of cuda:0; returns the cap or None.
+
+    Trials packed on one GPU (resources.gpu: 0.5) then fail with an out-of-memory error of their
+    own instead of starving each other.
+    """
+    fraction = memory_cap(device_type, gpu_share)
+    if fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(fraction, 0)
+    return fraction
+
+
+def release_gpu_memory(device_type: str) -> bool:
+    """Hand the caching allocator's free blocks back to the driver at the end of a trial.
+
+    A reused Ray actor would otherwise keep the previous trial's cached blocks. Also lifts the
+    memory cap so the next trial in the process sets its own. False on the CPU (nothing to do).
+    """
+    if device_type != "cuda" or not torch.cuda.is_available():
+        return False
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(1.0, 0)
+    return True

@@ -13,7 +13,9 @@ class Hook:
         """Called once, after building (and resuming), before the first iteration."""
 
     def on_step(self, iteration: int, stats: dict[str, float]) -> None:
-        """After every iteration (e.g. a progress bar): that iteration's train/* values."""
+        """After every iteration (e.g. a progress bar): that iteration's host values (lr,
+        sec/iter, phase times); its losses and sampler stats too on log iterations, when they
+        are read from the device (train.log_period)."""
 
     def on_log(self, iteration: int, metrics: dict[str, float]) -> None:
         """Every train.log_period iterations: train/* metrics averaged over the period."""

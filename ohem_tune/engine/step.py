@@ -8,12 +8,15 @@
   naive   (benchmark baseline) full autograd forward of pool + head over all RoIs, loss masked
           to the selected RoIs; what OHEM costs without a read-only pass.
 Samplers that do not rank by loss always pool only the RoIs they select.
+
+Statistics stay 0-d device tensors (the trainer reads them once per log period); with a
+`clock`, the ranking pass is timed as its own phase inside the forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -25,6 +28,12 @@ from ohem_tune.samplers.base import RankingPass, RoISampler
 from ohem_tune.tracking_keys import ALL_LOSS, LOSS_PER_ROI_ALL, SELECTED_LOSS
 
 PoolStrategy = Literal["repool", "reuse", "naive"]
+
+
+class Clock(Protocol):
+    """Phase boundaries (engine/phases.py: PhaseClock)."""
+
+    def mark(self, phase: str) -> None: ...
 
 
 def resolve_pool_strategy(name: str, device: torch.device) -> PoolStrategy:
@@ -45,7 +54,7 @@ class StepOutput:
     loss_bbox: torch.Tensor  # detached
     indices: torch.Tensor
     targets: RoITargets
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)  # 0-d device tensors
 
 
 class _Precomputed:
@@ -68,8 +77,13 @@ def forward_minibatch(
     ranking_dropout: bool = True,
     score_all: bool = False,
     chunk_size: int | None = None,
+    clock: Clock | None = None,
 ) -> StepOutput:
-    """Forward one minibatch; `score_all` also computes the mean loss over all RoIs (metric)."""
+    """Forward one minibatch; `score_all` also computes the mean loss over all RoIs (metric).
+
+    `clock` sees the ranking pass of samplers that rank by loss as phase "ranking" (the
+    heuristic's metric-only pass on log iterations stays in "forward").
+    """
     features = model.features(batch.images)
     targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
     fg = (targets.labels > 0)[:, None].to(targets.targets.dtype)
@@ -85,8 +99,9 @@ def forward_minibatch(
     else:
         if ranks and pool_strategy == "reuse":
             pooled_all = model.pool(features, targets.rois)
+        mark = clock.mark if clock is not None and ranks else None
         ranking = RankingPass(
-            model, features, targets, norm_targets, ranking_dropout, pooled_all, chunk_size
+            model, features, targets, norm_targets, ranking_dropout, pooled_all, chunk_size, mark
         )
 
     chosen = sampler.select(targets, ranking)
@@ -101,13 +116,13 @@ def forward_minibatch(
     loss_cls, loss_bbox, per_roi = fast_rcnn_loss(cls_logits, deltas, labels, tgt)
 
     stats = dict(chosen.stats)
-    stats[SELECTED_LOSS] = float(per_roi.mean()) if per_roi.numel() else 0.0
+    stats[SELECTED_LOSS] = per_roi.mean() if per_roi.numel() else 0.0
     if score_all or getattr(ranking, "computed", False):
         lc, lb = ranking.losses()
         total = lc + lb
         rank_loss = lc if sampler.cfg.ranking_loss == "cls" else total
-        stats[LOSS_PER_ROI_ALL] = float(total.mean()) if total.numel() else 0.0
-        stats[ALL_LOSS] = float(rank_loss.mean()) if total.numel() else 0.0
+        stats[LOSS_PER_ROI_ALL] = total.mean() if total.numel() else 0.0
+        stats[ALL_LOSS] = rank_loss.mean() if total.numel() else 0.0
     return StepOutput(
         loss_cls + loss_bbox, loss_cls.detach(), loss_bbox.detach(), idx, targets, stats
     )

@@ -3,6 +3,8 @@
 Builds data, model, sampler and solver from a Config; logs train/* metrics every
 `train.log_period` iterations (hooks + metrics.parquet), evaluates every `train.eval_period`
 and at the end, checkpoints atomically and resumes bit-for-bit on CPU from `checkpoints/last`.
+Per-iteration losses and sampler statistics stay on the device until a log period (or a
+checkpoint or evaluation) reads them; memory peaks count training only, never evaluations.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import random
 import resource
 import time
 import warnings
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ from ohem_tune.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ohem_tune.engine.device import amp_dtype, configure_cuda_backends
 from ohem_tune.engine.hooks import Hook
+from ohem_tune.engine.period import PeriodStats, Value
+from ohem_tune.engine.phases import PHASES, PhaseClock
 from ohem_tune.engine.step import forward_minibatch, resolve_pool_strategy
 from ohem_tune.errors import ConfigError, TrainingError
 from ohem_tune.modeling import build_model
@@ -46,7 +50,9 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.parquet"
 CONFIG_FILE = "config.yaml"
+CUDNN_SIZE_DIVISIBILITY = 32  # pad training images so cuDNN autotunes a few shapes, not each one
 _GIB = 1024**3
+PHASE_KEYS = {phase: f"{K.PHASE_PREFIX}{phase}_s" for phase in PHASES}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,13 +86,14 @@ _PROC_STATUS = Path("/proc/self/status")
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start a fresh peak for this run: a reused process (a Ray actor) must not report an older one.
+    """Start a fresh peak (of a run, or after an evaluation): no older peak may count.
 
-    CUDA: torch's peak counter. CPU on Linux: the heap pages glibc kept from the previous run are
-    handed back first (else they count toward this run), then writing 5 to /proc/self/clear_refs
-    resets VmHWM.
+    CUDA: cached free blocks go back to the driver first (else they count as reserved), then
+    torch's peak counters restart. CPU on Linux: the heap pages glibc kept are handed back first
+    (else they count toward this run), then writing 5 to /proc/self/clear_refs resets VmHWM.
     """
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         return
     _release_free_heap()
@@ -103,6 +110,13 @@ def _release_free_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc (macOS, musl): nothing to hand back
+
+
+def peak_reserved_gb(device: torch.device) -> float | None:
+    """CUDA: max reserved by torch's caching allocator since reset (GiB). CPU: None (no cache)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / _GIB
+    return None
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -131,9 +145,10 @@ class Trainer:
         self.hooks = list(hooks)
         self.device = resolve_device(cfg.train.device)
         torch.set_num_threads(cfg.train.num_threads or available_cpus())
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not cfg.train.deterministic
-            torch.backends.cudnn.deterministic = cfg.train.deterministic
+        self.backend_settings = configure_cuda_backends(
+            self.device, cfg.train.deterministic, cfg.train.matmul_precision
+        )
+        self.amp_dtype = self._amp_dtype()  # before any data or model work: fail fast
         seed_everything(cfg.train.seed)
         self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)  # fail fast on names
 
@@ -153,7 +168,6 @@ class Trainer:
         self.pool_strategy = resolve_pool_strategy(cfg.sampler.pool_strategy, self.device)
         self.optimizer = build_optimizer(self.model, cfg.solver)
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.solver)
-        self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.iteration = 0  # completed iterations
@@ -162,6 +176,8 @@ class Trainer:
         self.metrics_rows: dict[int, dict[str, float]] = {}
         self.eval_sets: dict[str, Any] = {}  # split -> DetectionDataset, built on first use
         self._last_eval: dict[str, float] = {}
+        self._held_peaks: tuple[float, float | None] = (0.0, None)  # training peaks before evals
+        self._final_peaks: tuple[float, float | None] | None = None
         if resume:
             self._resume()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,12 +186,14 @@ class Trainer:
     # ------------------------------------------------------------------ setup helpers
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg.solver.amp
-        if amp == "off":
-            return None
-        if self.device.type != "cuda":
+        if amp != "off" and self.device.type != "cuda":
             warnings.warn(f"solver.amp={amp} needs CUDA; training in fp32 on CPU", stacklevel=3)
-            return None
-        return torch.float16 if amp == "fp16" else torch.bfloat16
+        return amp_dtype(amp, self.device)
+
+    @property
+    def size_divisibility(self) -> int:
+        """Training images are padded to a multiple of this (32 while cuDNN autotunes, else 1)."""
+        return CUDNN_SIZE_DIVISIBILITY if self.backend_settings.get("cudnn.benchmark") else 1
 
     def _resume(self) -> None:
         path = last_checkpoint(self.out_dir)
@@ -216,48 +234,64 @@ class Trainer:
         iter_size = cfg.solver.iter_size
         result: dict[str, Any] = {}
         loader = TrainLoader(
-            self.train_set, cfg, cfg.train.seed, start_iter=self.iteration * iter_size
+            self.train_set,
+            cfg,
+            cfg.train.seed,
+            start_iter=self.iteration * iter_size,
+            size_divisibility=self.size_divisibility,
         )
         reset_peak_memory(self.device)
+        self._held_peaks, self._final_peaks = (0.0, None), None
         for hook in self.hooks:
             hook.on_train_start(self)
-        period: dict[str, list[float]] = defaultdict(list)
-        sec_per_iter: list[float] = []
+        period = PeriodStats()
+        timings: list[dict[str, float]] = []  # host values of each iteration (sec/iter, phases)
+        clock = PhaseClock(self.device)
         try:
             while self.iteration < self.max_iter:
                 it = self.iteration + 1  # 1-based number of the iteration being run
                 log_now = it % cfg.train.log_period == 0 or it == self.max_iter
-                stats = self._run_iteration(loader, it, log_now)
-                for key, value in stats.items():
-                    period[key].append(value)
-                sec_per_iter.append(stats[K.SEC_PER_ITER])
-                self.iteration = it
-                for hook in self.hooks:
-                    hook.on_step(it, stats)
-                if log_now:
-                    self._log(it, period)
-                    period = defaultdict(list)
-                if cfg.train.eval_period and it % cfg.train.eval_period == 0 and it < self.max_iter:
-                    self._evaluate()
+                eval_now = bool(
+                    cfg.train.eval_period and it % cfg.train.eval_period == 0 and it < self.max_iter
+                )
                 ckpt = cfg.train.checkpoint_period
-                if (ckpt and it % ckpt == 0) or it == self.max_iter:
+                ckpt_now = bool(ckpt and it % ckpt == 0) or it == self.max_iter
+                micro, host = self._run_iteration(loader, clock, log_now)
+                period.add(it, micro, host)
+                timings.append(host)
+                self.iteration = it
+                if log_now or eval_now or ckpt_now:
+                    period.read()  # a non-finite loss stops here, before any eval or checkpoint
+                step_stats = period.iteration(it) if log_now else host
+                for hook in self.hooks:
+                    hook.on_step(it, step_stats)
+                if log_now:
+                    self._log(it, period.means())
+                if eval_now:
+                    self._evaluate()
+                if ckpt_now:
                     self._checkpoint()
+            self._final_peaks = self._training_peaks()  # before the final evaluation
             if cfg.train.final_eval:
                 self._evaluate(final=True)
-            result = self._final_metrics(sec_per_iter[1:] or sec_per_iter)
+            result = self._final_metrics(timings[1:] or timings)
             return result
         finally:
             loader.close()
             for hook in self.hooks:
                 hook.on_train_end(result)
 
-    def _run_iteration(self, loader, it: int, log_now: bool) -> dict[str, float]:
+    def _run_iteration(
+        self, loader, clock: PhaseClock, log_now: bool
+    ) -> tuple[list[dict[str, Value]], dict[str, float]]:
+        """One SGD update: (each micro-batch's device values, host values: lr and timings)."""
         cfg = self.cfg
         iter_size = cfg.solver.iter_size
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         t_start = time.perf_counter()
+        clock.start()
         data_time = 0.0
-        totals: dict[str, list[float]] = defaultdict(list)
+        micro: list[dict[str, Value]] = []
         for _ in range(iter_size):
             t0 = time.perf_counter()
             # The loader must not draw from the global RNG (DataLoader seeds its workers from
@@ -266,6 +300,7 @@ class Trainer:
                 batch = next(loader)
             batch = batch.to(self.device)
             data_time += time.perf_counter() - t0
+            clock.mark("data")
             autocast = (
                 torch.autocast("cuda", dtype=self.amp_dtype)
                 if self.amp_dtype is not None
@@ -280,20 +315,19 @@ class Trainer:
                     self.pool_strategy,
                     cfg.sampler.ranking_dropout,
                     score_all=log_now,
+                    clock=clock,
                 )
-            loss_value = out.loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"non-finite loss at iteration {it} (loss_cls={out.loss_cls.item():.4g}, "
-                    f"loss_bbox={out.loss_bbox.item():.4g}); lower solver.lr, add "
-                    "solver.warmup_iters or set solver.clip_grad_norm"
-                )
+            clock.mark("forward")
             self.scaler.scale(out.loss / iter_size).backward()
-            totals[K.LOSS].append(loss_value)
-            totals[K.LOSS_CLS].append(out.loss_cls.item())
-            totals[K.LOSS_BBOX].append(out.loss_bbox.item())
-            for key, value in out.stats.items():
-                totals[key].append(value)
+            clock.mark("backward")
+            micro.append(
+                {
+                    K.LOSS: out.loss.detach(),
+                    K.LOSS_CLS: out.loss_cls,
+                    K.LOSS_BBOX: out.loss_bbox,
+                    **out.stats,
+                }
+            )
         if cfg.solver.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.solver.clip_grad_norm)
@@ -302,26 +336,43 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        clock.mark("backward")
         sync()
         total_time = time.perf_counter() - t_start
         self.train_seconds += total_time
-        stats = {key: float(np.mean(values)) for key, values in totals.items()}
-        stats[K.NUM_SELECTED] = float(np.sum(totals[K.NUM_SELECTED]))  # per SGD update
-        stats.update(
-            {
-                K.LR: lr,
-                K.SEC_PER_ITER: total_time,
-                K.DATA_TIME: data_time,
-                K.COMPUTE_TIME: total_time - data_time,
-            }
-        )
-        return stats
+        host = {
+            K.LR: lr,
+            K.SEC_PER_ITER: total_time,
+            K.DATA_TIME: data_time,
+            K.COMPUTE_TIME: total_time - data_time,
+        }
+        host.update({PHASE_KEYS[phase]: s for phase, s in clock.seconds().items()})
+        return micro, host
 
     # ------------------------------------------------------------------ logging, eval, ckpt
-    def _log(self, it: int, period: dict[str, list[float]]) -> None:
-        metrics = {key: float(np.mean(values)) for key, values in period.items()}
-        metrics[K.LR] = period[K.LR][-1]
-        metrics[K.PEAK_MEM_GB] = peak_memory_gb(self.device)
+    def _training_peaks(self) -> tuple[float, float | None]:
+        """(allocated, reserved) training peaks so far in GiB; reserved None on the CPU."""
+        held_alloc, held_reserved = self._held_peaks
+        alloc = max(held_alloc, peak_memory_gb(self.device))
+        reserved = peak_reserved_gb(self.device)
+        if reserved is not None:
+            reserved = max(held_reserved or 0.0, reserved)
+        return alloc, reserved
+
+    def _peak_metrics(self, peaks: tuple[float, float | None], final: bool) -> dict[str, float]:
+        alloc, reserved = peaks
+        keys = (
+            (K.FINAL_PEAK_MEM_GB, K.FINAL_PEAK_MEM_ALLOCATED, K.FINAL_PEAK_MEM_RESERVED)
+            if final
+            else (K.PEAK_MEM_GB, K.PEAK_MEM_ALLOCATED, K.PEAK_MEM_RESERVED)
+        )
+        metrics = {keys[0]: alloc, keys[1]: alloc}
+        if reserved is not None:
+            metrics[keys[2]] = reserved
+        return metrics
+
+    def _log(self, it: int, metrics: dict[str, float]) -> None:
+        metrics.update(self._peak_metrics(self._training_peaks(), final=False))
         self.metrics_rows.setdefault(it, {}).update(metrics)
         self._write_metrics()
         log.info(
@@ -351,6 +402,8 @@ class Trainer:
         return ["val", "test"] if final and split == "val" else [split]
 
     def _evaluate(self, final: bool = False) -> dict[str, float]:
+        """Evaluate on eval_splits(final). Memory peaks are held before and restarted after,
+        so an evaluation's (larger test images, no RoI sampling) never counts as training's."""
         try:
             from ohem_tune.evaluation import evaluate
         except ImportError:
@@ -359,6 +412,7 @@ class Trainer:
         from ohem_tune.data.build import build_dataset
 
         metrics: dict[str, float] = {}
+        self._held_peaks = self._training_peaks()
         self.model.eval()
         try:
             for split in self.eval_splits(final):
@@ -369,6 +423,8 @@ class Trainer:
                 metrics.update(split_metrics(result.metrics, split))
         finally:
             self.model.train()
+            reset_peak_memory(self.device)
+        metrics[K.EVAL_TRAIN_SECONDS] = self.train_seconds  # once per evaluation, not per split
         self._last_eval = metrics
         self.metrics_rows.setdefault(self.iteration, {}).update(metrics)
         self._write_metrics()
@@ -400,7 +456,9 @@ class Trainer:
             hook.on_checkpoint(self.iteration, path)
         return path
 
-    def _final_metrics(self, sec_per_iter: list[float]) -> dict[str, float]:
+    def _final_metrics(self, timings: list[dict[str, float]]) -> dict[str, float]:
+        """final/*: last eval, last loss over all RoIs, mean sec/iter and phases over `timings`
+        (this session's iterations but the first), training memory peaks, train seconds."""
         final: dict[str, float] = {}
         for key, value in self._last_eval.items():
             if key.startswith("eval/"):
@@ -410,9 +468,13 @@ class Trainer:
         ]
         if last_with_loss:
             final[K.FINAL_LOSS_PER_ROI_ALL] = last_with_loss[-1][K.LOSS_PER_ROI_ALL]
-        if sec_per_iter:
-            final[K.FINAL_SEC_PER_ITER] = float(np.mean(sec_per_iter))
-        final[K.FINAL_PEAK_MEM_GB] = peak_memory_gb(self.device)
+        if timings:
+            final[K.FINAL_SEC_PER_ITER] = float(np.mean([t[K.SEC_PER_ITER] for t in timings]))
+            for key in PHASE_KEYS.values():
+                name = K.FINAL_PHASE_PREFIX + key.removeprefix(K.PHASE_PREFIX)
+                final[name] = float(np.mean([t[key] for t in timings]))
+        peaks = self._final_peaks if self._final_peaks is not None else self._training_peaks()
+        final.update(self._peak_metrics(peaks, final=True))
         final[K.FINAL_TRAIN_SECONDS] = self.train_seconds
         return final
 

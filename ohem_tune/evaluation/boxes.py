@@ -107,10 +107,13 @@ def _vote(
     weight: Literal["score", "mrcnn"],
     add_val: float,
 ) -> torch.Tensor:
-    dtype = torch.promote_types(scores.dtype, torch.float32)  # fp16 would flush eps to 0
-    weights = (box_iou(kept, boxes) >= vote_iou).to(dtype)  # (M, C)
-    weights *= vote_weights(scores.to(dtype), weight, add_val)[None, :]
-    total = weights.sum(dim=1, keepdim=True)
-    tiny = torch.finfo(weights.dtype).tiny  # eps-only weights sum to ~1e-16: keep them
-    voted = weights @ boxes.to(weights.dtype) / total.clamp_min(tiny)
-    return torch.where(total > 0, voted.to(kept.dtype), kept)
+    # fp32 at least, autocast off: fp16 would flush eps to 0, and autocast would run the
+    # weighted sum (coordinates x hundreds of voters) as an fp16 matmul that overflows
+    with torch.autocast(kept.device.type, enabled=False):
+        dtype = torch.promote_types(scores.dtype, torch.float32)
+        weights = (box_iou(kept, boxes) >= vote_iou).to(dtype)  # (M, C)
+        weights *= vote_weights(scores.to(dtype), weight, add_val)[None, :]
+        total = weights.sum(dim=1, keepdim=True)
+        tiny = torch.finfo(weights.dtype).tiny  # eps-only weights sum to ~1e-16: keep them
+        voted = weights @ boxes.to(weights.dtype) / total.clamp_min(tiny)
+        return torch.where(total > 0, voted.to(kept.dtype), kept)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from ohem_tune.errors import ConfigError
@@ -57,6 +58,15 @@ def build_trunk(name: str, freeze_at: int | None = None) -> Trunk:
     return trunk
 
 
+class LocalResponseNorm32(nn.LocalResponseNorm):
+    """LocalResponseNorm computed in fp32 under autocast: its sum of squares overflows fp16
+    (activations of a few hundred square to more than fp16's 65504). Output is fp32."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(input.device.type, enabled=False):
+            return super().forward(input.float())
+
+
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
@@ -82,11 +92,11 @@ def vgg_cnn_m_1024() -> Trunk:
     body = nn.Sequential(
         nn.Conv2d(3, 96, 7, stride=2),
         nn.ReLU(inplace=True),
-        nn.LocalResponseNorm(5, alpha=0.0005, beta=0.75, k=2.0),
+        LocalResponseNorm32(5, alpha=0.0005, beta=0.75, k=2.0),
         nn.MaxPool2d(3, 2, ceil_mode=True),
         nn.Conv2d(96, 256, 5, stride=2, padding=1),
         nn.ReLU(inplace=True),
-        nn.LocalResponseNorm(5, alpha=0.0005, beta=0.75, k=2.0),
+        LocalResponseNorm32(5, alpha=0.0005, beta=0.75, k=2.0),
         nn.MaxPool2d(3, 2, ceil_mode=True),
         nn.Conv2d(256, 512, 3, padding=1),
         nn.ReLU(inplace=True),

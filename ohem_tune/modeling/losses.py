@@ -1,4 +1,8 @@
-"""Fast R-CNN losses: softmax cross-entropy + class-specific smooth-L1 (fg only)."""
+"""Fast R-CNN losses: softmax cross-entropy + class-specific smooth-L1 (fg only), in fp32.
+
+Under autocast the logits and deltas arrive in fp16/bf16; the losses cast them to fp32 and run
+with autocast off, so no loss (or per-RoI ranking loss) is computed in reduced precision.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,11 @@ def per_roi_losses(
     norm_targets: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-RoI (R,) classification loss -log p_label and smooth-L1 box loss (0 for background)."""
-    loss_cls = F.cross_entropy(cls_logits.float(), labels, reduction="none")
-    pred = select_class_deltas(bbox_deltas.float(), labels)
-    box = F.smooth_l1_loss(pred, norm_targets, beta=1.0, reduction="none").sum(dim=1)
-    loss_bbox = torch.where(labels > 0, box, torch.zeros_like(box))
+    with torch.autocast(cls_logits.device.type, enabled=False):
+        loss_cls = F.cross_entropy(cls_logits.float(), labels, reduction="none")
+        pred = select_class_deltas(bbox_deltas.float(), labels)
+        box = F.smooth_l1_loss(pred, norm_targets.float(), beta=1.0, reduction="none").sum(dim=1)
+        loss_bbox = torch.where(labels > 0, box, torch.zeros_like(box))
     return loss_cls, loss_bbox
 
 

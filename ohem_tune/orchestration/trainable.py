@@ -183,7 +183,10 @@ class TuneMlflowHook(Hook):
             if ckpt_path is None or not ckpt_path.is_file():
                 tune.report(result)
                 return
-            with tempfile.TemporaryDirectory(prefix="ohem_ckpt_") as tmp:
+            # In the trial's folder, beside the checkpoint: the link holds, so Tune's copy into
+            # its storage is the only one (from /tmp, another filesystem, it was a second copy).
+            trial_dir = ckpt_path.parent.parent
+            with tempfile.TemporaryDirectory(prefix="ohem_ckpt_", dir=trial_dir) as tmp:
                 _link_or_copy(ckpt_path, Path(tmp) / ckpt_path.name)
                 (Path(tmp) / "last").write_text(ckpt_path.name + "\n")
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
@@ -290,12 +293,17 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         device, device_tag = pick_device(cfg)
     except OhemTuneError as exc:  # raised inside the run below, so MLflow records why
         device, device_tag, device_error = "cpu", "unusable GPU", exc
+    from ohem_tune.engine.device import cap_gpu_memory, memory_cap, release_gpu_memory
+
+    gpu_share = _gpu_share()
+    gpu_cap = memory_cap(device, gpu_share)  # a fraction of the GPU on CUDA, else None
     threads = max(1, int(ctx.cpu))
     torch.set_num_threads(threads)
     cfg.train.device = device
     if cfg.train.num_threads is None:
         cfg.train.num_threads = threads
 
+    from ohem_tune.engine.machine import cpu_model, torch_build
     from ohem_tune.evaluation.protocol import test_protocol
 
     tags = {
@@ -303,6 +311,9 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         **payload["tags"],
         tk.TAG_TEST_PROTOCOL: test_protocol(cfg),
         tk.TAG_DEVICE: device_tag,
+        tk.TAG_GPU_MEMORY_CAP: "none" if gpu_cap is None else f"{gpu_cap:g}",
+        tk.TAG_CPU: cpu_model(),
+        tk.TAG_TORCH_BUILD: torch_build(),
         tk.TAG_HOST: host_name(),
         tk.TAG_VERSION: __version__,
         TAG_RAY_NODE: _node_id(),
@@ -325,6 +336,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
 
         if device_error is not None:
             raise device_error
+        cap_gpu_memory(device, gpu_share)
         run.log_params(cfg.flat())
         (out_dir / "resolved_config.yaml").write_text(cfg.to_yaml())
         trainer = Trainer(cfg, out_dir, hooks=[hook, *_load_hooks(ctx.hooks)], resume=True)
@@ -351,7 +363,10 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         (out_dir / "error.txt").write_text(traceback.format_exc())
         raise  # Tune retries from the last checkpoint up to FailureConfig.max_failures
     finally:
-        run.end(status, error)
+        try:
+            run.end(status, error)
+        finally:
+            release_gpu_memory(device)  # a reused actor must not keep this trial's blocks
 
 
 def _cpu_seconds() -> float:
@@ -359,6 +374,13 @@ def _cpu_seconds() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _gpu_share() -> float:
+    """The GPUs Ray assigned to this trial (0.5 when two trials share one)."""
+    import ray
+
+    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
 
 
 def _node_id() -> str:

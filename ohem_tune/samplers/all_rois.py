@@ -26,10 +26,7 @@ class AllRoIsSampler(RoISampler):
         fg_mask, bg_mask = self.fg_bg_masks(targets)
         cap = self.cfg.max_rois_per_image
         picked = []
-        for i in range(targets.num_images):
-            in_image = targets.image_index == i
-            fg = torch.nonzero(fg_mask & in_image).flatten()
-            bg = torch.nonzero(bg_mask & in_image).flatten()
+        for fg, bg in self.per_image_candidates(targets, fg_mask, bg_mask):
             if cap is not None:
                 fg = random_subset(fg, cap)
                 bg = random_subset(bg, cap - fg.numel())

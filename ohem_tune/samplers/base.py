@@ -4,6 +4,9 @@ A sampler picks which RoIs of a minibatch get gradient. Samplers that rank RoIs 
 (OHEM and its variants) read per-RoI losses from a `RankingPass`, which runs the RoI head over
 all RoIs once, under `torch.no_grad()`, in chunks (so its memory stays small and no autograd
 graph is kept). Adding a sampler = one new file with a `@register("name")` class.
+
+Samplers avoid host synchronisations where the result does not need one: statistics stay 0-d
+device tensors, and per-image candidate lists come from one `nonzero` and one count read.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from ohem_tune.tracking_keys import FG_FRACTION, NUM_SELECTED
 # fp32), so its transient memory stays near the heuristic's. Paper-scale heads (fc6 weights over
 # LARGE_FC6_BYTES, e.g. 25088 x 4096) get at least LARGE_FC6_MIN_ROIS per chunk: each chunk
 # re-reads fc6's weights, and 81-RoI chunks measured 35-40% slower than 250+ on CPU.
+# On CUDA all RoIs go in one chunk: each chunk is a round of small kernel launches, and the
+# transient pooled features (paper scale: 4000 x 512 x 7 x 7 fp32, ~0.4 GB) are affordable there.
 CHUNK_BYTES = 8 * 2**20
 LARGE_FC6_BYTES = 64 * 2**20
 LARGE_FC6_MIN_ROIS = 256
@@ -42,6 +47,7 @@ class RankingPass:
     Shares weights with the trained head and records no autograd graph. Dropout stays in train
     mode when `dropout` is True (the authors' code); otherwise the head runs in eval mode.
     `pooled` may be given when the caller already pooled all RoIs (it is detached here).
+    `mark(phase)`, when given, is called as the pass starts ("forward" ends) and ends ("ranking").
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class RankingPass:
         dropout: bool = True,
         pooled: torch.Tensor | None = None,
         chunk_size: int | None = None,
+        mark: Callable[[str], None] | None = None,
     ):
         self.model = model
         self.features = features
@@ -61,6 +68,7 @@ class RankingPass:
         self.dropout = dropout
         self.pooled = pooled
         self.chunk_size = chunk_size
+        self.mark = mark
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -72,6 +80,8 @@ class RankingPass:
     def losses(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-RoI (cls, bbox) losses of all R RoIs, without autograd state."""
         if self._cache is None:
+            if self.mark is not None:
+                self.mark("forward")
             head = self.model.roi_head
             was_training = head.training
             head.train(self.dropout and was_training)
@@ -79,10 +89,14 @@ class RankingPass:
                 self._cache = self._run()
             finally:
                 head.train(was_training)
+            if self.mark is not None:
+                self.mark("ranking")
         return self._cache
 
     def auto_chunk_size(self, features: torch.Tensor) -> int:
-        """RoIs per ranking chunk (see CHUNK_BYTES)."""
+        """RoIs per ranking chunk: all of them on CUDA, ~CHUNK_BYTES of pooled features on CPU."""
+        if features.is_cuda:
+            return max(1, self.targets.rois.shape[0])
         size = self.model.pooler.output_size
         per_roi = features.shape[1] * size * size * features.element_size()
         rows = max(64, CHUNK_BYTES // per_roi)
@@ -117,7 +131,7 @@ class SampleResult:
     """The RoIs chosen for the trainable forward/backward and what the sampler saw."""
 
     indices: torch.Tensor  # (S,) int64 indices into the minibatch's RoITargets
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)  # tensors: 0-d, device
 
 
 class RoISampler:
@@ -144,11 +158,28 @@ class RoISampler:
         bg = (iou < self.cfg.bg_hi) & (iou >= self.cfg.bg_lo) & ~fg
         return fg, bg
 
-    def result(self, targets: RoITargets, indices: torch.Tensor, **extra: float) -> SampleResult:
-        """SampleResult with the common stats (fg fraction, number selected)."""
-        n = int(indices.numel())
-        fg = int((targets.labels[indices] > 0).sum()) if n else 0
-        stats = {FG_FRACTION: fg / n if n else 0.0, NUM_SELECTED: float(n), **extra}
+    def per_image_candidates(
+        self, targets: RoITargets, fg_mask: torch.Tensor, bg_mask: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image, (fg indices, bg indices) in increasing order, as
+        `nonzero(mask & image_index == i)` gives them, with two host syncs for all images
+        instead of two per image (RoIs are grouped by image, images in order)."""
+        cand = torch.nonzero(fg_mask | bg_mask).flatten()
+        n = targets.num_images
+        key = targets.image_index[cand] * 2 + (~fg_mask[cand]).long()  # (image, fg first)
+        ordered = cand[torch.argsort(key, stable=True)]
+        counts = torch.bincount(key, minlength=2 * n).tolist()
+        parts = ordered.split(counts)
+        return [(parts[2 * i], parts[2 * i + 1]) for i in range(n)]
+
+    def result(
+        self, targets: RoITargets, indices: torch.Tensor, **extra: float | torch.Tensor
+    ) -> SampleResult:
+        """SampleResult with the common stats (fg fraction, number selected), no host sync."""
+        n = indices.numel()
+        # float64 division of exact counts: the same value as the host's fg / n
+        fg = (targets.labels[indices] > 0).sum().double() / n if n else 0.0
+        stats = {FG_FRACTION: fg, NUM_SELECTED: float(n), **extra}
         return SampleResult(indices=indices, stats=stats)
 
 
@@ -156,7 +187,9 @@ def random_subset(indices: torch.Tensor, k: int) -> torch.Tensor:
     """k of `indices` without replacement (all of them if fewer), drawn from torch's CPU RNG."""
     if indices.numel() <= k:
         return indices
-    perm = torch.randperm(indices.numel())[:k].to(indices.device)
+    perm = torch.randperm(indices.numel())[:k]
+    if indices.is_cuda:  # from pinned memory the copy is asynchronous: no host sync
+        perm = perm.pin_memory().to(indices.device, non_blocking=True)
     return indices[perm]
 
 

@@ -20,10 +20,8 @@ class HeuristicSampler(RoISampler):
         fg_mask, bg_mask = self.fg_bg_masks(targets)
         fg_quota = int(round(self.cfg.fg_fraction * self.rois_per_image))
         picked = []
-        for i in range(targets.num_images):
-            in_image = targets.image_index == i
-            fg = random_subset(torch.nonzero(fg_mask & in_image).flatten(), fg_quota)
-            bg_quota = self.rois_per_image - fg.numel()
-            bg = random_subset(torch.nonzero(bg_mask & in_image).flatten(), bg_quota)
+        for fg_all, bg_all in self.per_image_candidates(targets, fg_mask, bg_mask):
+            fg = random_subset(fg_all, fg_quota)
+            bg = random_subset(bg_all, self.rois_per_image - fg.numel())
             picked += [fg, bg]
         return self.result(targets, torch.cat(picked))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
 from ohem_tune.modeling.boxes import to_exclusive
@@ -27,7 +28,7 @@ class OHEMSampler(RoISampler):
         loss = loss_cls if self.cfg.ranking_loss == "cls" else loss_cls + loss_bbox
         fg_mask, bg_mask = self.fg_bg_masks(targets)
         cand = torch.nonzero(fg_mask | bg_mask).flatten()
-        num_labels = int(targets.labels.max()) + 1 if len(targets) else 1
+        num_labels = targets.labels.max() + 1 if len(targets) else 1  # on the device: no sync
         groups = targets.image_index[cand] * num_labels + targets.labels[cand]
         boxes = to_exclusive(targets.rois[cand, 1:]).float()
         # batched_nms returns survivors sorted by decreasing loss
@@ -36,7 +37,13 @@ class OHEMSampler(RoISampler):
             chosen = keep[: self.rois_per_batch]
         else:
             img = targets.image_index[keep]
-            chosen = torch.cat(
-                [keep[img == i][: self.rois_per_image] for i in range(targets.num_images)]
-            )
+            chosen = top_per_image(keep, img, targets.num_images, self.rois_per_image)
         return self.result(targets, chosen)
+
+
+def top_per_image(keep: torch.Tensor, image: torch.Tensor, num_images: int, k: int) -> torch.Tensor:
+    """The first k of `keep` (ranked) of each image, image 0's first: one host sync in all."""
+    seen = F.one_hot(image, num_images).cumsum(dim=0)  # (S, N) survivors so far per image
+    rank = seen.gather(1, image[:, None]).squeeze(1) - 1  # position within its image
+    taken = torch.nonzero(rank < k).flatten()
+    return keep[taken][torch.argsort(image[taken], stable=True)]

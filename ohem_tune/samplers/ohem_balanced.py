@@ -22,10 +22,8 @@ class BalancedOHEMSampler(RoISampler):
         fg_mask, bg_mask = self.fg_bg_masks(targets)
         fg_quota = int(round(self.cfg.fg_fraction * self.rois_per_image))
         picked = []
-        for i in range(targets.num_images):
-            in_image = targets.image_index == i
-            fg = top_k(torch.nonzero(fg_mask & in_image).flatten(), loss_cls, fg_quota)
-            bg_quota = self.rois_per_image - fg.numel()
-            bg = top_k(torch.nonzero(bg_mask & in_image).flatten(), loss_cls, bg_quota)
+        for fg_all, bg_all in self.per_image_candidates(targets, fg_mask, bg_mask):
+            fg = top_k(fg_all, loss_cls, fg_quota)
+            bg = top_k(bg_all, loss_cls, self.rois_per_image - fg.numel())
             picked += [fg, bg]
         return self.result(targets, torch.cat(picked))

@@ -118,3 +118,21 @@ def test_close_then_next_continues_the_stream(tiny_cfg: Config, train_set):
     loader.close()
     assert loader.iteration == 4
     assert _same(after, reference.batch(3))
+
+
+def test_size_divisibility_pads_images_only(tiny_cfg: Config, train_set):
+    """While cuDNN autotunes, images are padded to a multiple of 32; nothing else changes."""
+    tiny_cfg.dataset.num_workers = 0
+    plain = [TrainLoader(train_set, tiny_cfg, seed=2).batch(i) for i in range(4)]
+    padded = [TrainLoader(train_set, tiny_cfg, seed=2, size_divisibility=32).batch(i)
+              for i in range(4)]  # fmt: skip
+    for a, b in zip(plain, padded, strict=True):
+        h, w = a.images.shape[2:]
+        assert b.images.shape[2] % 32 == 0 and b.images.shape[3] % 32 == 0
+        assert h <= b.images.shape[2] < h + 32 and w <= b.images.shape[3] < w + 32
+        assert torch.equal(b.images[:, :, :h, :w], a.images)
+        assert b.images[:, :, h:].abs().sum() == 0 and b.images[:, :, :, w:].abs().sum() == 0
+        assert b.image_sizes == a.image_sizes and b.scales == a.scales
+        assert all(torch.equal(x, y) for x, y in zip(a.rois, b.rois, strict=True))
+        assert all(torch.equal(x, y) for x, y in zip(a.gt_boxes, b.gt_boxes, strict=True))
+    assert any(a.images.shape != b.images.shape for a, b in zip(plain, padded, strict=True))

@@ -45,3 +45,82 @@ def test_more_than_one_gpu_per_trial_is_refused():
     assert ResourcesSpec(gpu=0.5).gpu == 0.5 and ResourcesSpec(gpu=1).gpu == 1
     with pytest.raises(ValueError, match="a trial trains on one GPU"):
         ResourcesSpec(gpu=2)
+
+
+def test_memory_cap_only_for_a_fraction_of_a_gpu_on_cuda():
+    from ohem_tune.engine.device import memory_cap
+
+    assert memory_cap("cuda", 0.5) == 0.5
+    assert memory_cap("cuda", 0.25) == 0.25
+    assert memory_cap("cuda", 1.0) is None  # a whole GPU: nothing to share
+    assert memory_cap("cpu", 0.5) is None  # a logical GPU with train.device: cpu
+    assert memory_cap("cpu", 0.0) is None
+
+
+def test_cpu_trials_cap_and_release_nothing():
+    from ohem_tune.engine.device import cap_gpu_memory, release_gpu_memory
+
+    assert cap_gpu_memory("cpu", 0.5) is None
+    assert release_gpu_memory("cpu") is False
+
+
+def test_amp_dtype_per_device_and_bf16_support():
+    from ohem_tune.engine.device import amp_dtype
+    from ohem_tune.errors import ConfigError
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert amp_dtype("off", cuda) is None
+    assert amp_dtype("fp16", cuda) is torch.float16
+    assert amp_dtype("bf16", cuda, bf16_supported=True) is torch.bfloat16
+    assert amp_dtype("bf16", cpu) is None  # AMP is a CUDA option; the trainer warns on CPU
+    with pytest.raises(
+        ConfigError, match=r"^solver\.amp: bf16 needs a GPU .*set solver\.amp: fp16"
+    ):
+        amp_dtype("bf16", cuda, bf16_supported=False)
+    try:
+        amp_dtype("bf16", cuda, bf16_supported=False)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.fixture
+def restore_backends():
+    """Put torch's global backend flags back after a test that sets them."""
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.allow_tf32,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.get_float32_matmul_precision(),
+    )
+    yield
+    bench, det, tf32, algos, warn_only, precision = saved
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, det
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.use_deterministic_algorithms(algos, warn_only=warn_only)
+    torch.set_float32_matmul_precision(precision)
+
+
+def test_cpu_runs_leave_backend_flags_alone(restore_backends):
+    from ohem_tune.engine.device import configure_cuda_backends
+
+    before = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision())
+    assert configure_cuda_backends(torch.device("cpu"), False, "medium") == {}
+    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
+
+
+@pytest.mark.parametrize(
+    ("deterministic", "precision"), [(False, "high"), (True, "highest"), (False, "medium")]
+)
+def test_cuda_backend_flags_follow_the_config(restore_backends, deterministic, precision):
+    """The CUDA branch sets torch's global flags (settable without a GPU)."""
+    from ohem_tune.engine.device import configure_cuda_backends
+
+    settings = configure_cuda_backends(torch.device("cuda"), deterministic, precision)
+    assert torch.backends.cudnn.benchmark is (not deterministic)
+    assert torch.backends.cudnn.deterministic is deterministic
+    assert torch.are_deterministic_algorithms_enabled() is deterministic
+    assert torch.get_float32_matmul_precision() == precision
+    assert torch.backends.cudnn.allow_tf32 is (precision != "highest")
+    assert settings["cudnn.benchmark"] is (not deterministic)

@@ -97,3 +97,51 @@ def test_score_all_reports_mean_loss_over_all_rois_for_the_heuristic():
     scored = forward_minibatch(model, batch, sampler, 0.5, score_all=True)
     assert scored.stats["train/loss_per_roi_all"] > 0
     assert scored.stats["train/num_selected"] <= 16
+
+
+def test_ranking_pass_under_bf16_autocast_leaves_the_head_gradients_intact():
+    """OHEM's read-only pass inside autocast (shared weights, no_grad) must neither record a
+    graph nor disturb the trainable head's gradients: they equal those of a run whose ranking
+    pass ran in fp32 outside autocast, with the same selected RoIs."""
+    from ohem_tune.samplers import RankingPass
+
+    model = _model("roi_align")
+    batch = _minibatch()
+    sampler = build_sampler(SamplerConfig(name="ohem", rois_per_batch=16, bg_lo=0.0), 2)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+
+    model.zero_grad()
+    with bf16:
+        out = forward_minibatch(model, batch, sampler, 0.5, "repool")
+    out.loss.backward()
+    idx, in_autocast = out.indices.clone(), _grads(model)
+    assert out.loss.dtype == torch.float32  # losses in fp32 under autocast
+    assert 0 < len(idx) <= 16
+
+    # the ranking pass alone inside autocast: no graph, no gradient anywhere
+    model.zero_grad(set_to_none=True)
+    targets = out.targets
+    norm = model.normalize_targets(targets.targets, targets.labels) * (targets.labels > 0)[:, None]
+    with bf16:
+        features = model.features(batch.images)
+        lc, lb = RankingPass(model, features, targets, norm, dropout=False).losses()
+    assert lc.dtype == lb.dtype == torch.float32
+    assert lc.grad_fn is None and lb.grad_fn is None and not lc.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+
+    # reference: ranking in fp32 outside autocast, then the same RoIs' trainable step in bf16
+    RankingPass(model, features.detach().float(), targets, norm, dropout=False).losses()
+    model.zero_grad()
+    with bf16:
+        features = model.features(batch.images)
+        labels = targets.labels[idx]
+        logits, deltas = model.head(model.pool(features, targets.rois[idx]))
+        loss_cls, loss_bbox, _ = fast_rcnn_loss(logits, deltas, labels, norm[idx])
+    (loss_cls + loss_bbox).backward()
+    reference = _grads(model)
+    head = {id(p) for p in model.roi_head.parameters()}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    for p, got, want in zip(trained, in_autocast, reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        if id(p) in head:
+            assert got.abs().sum() > 0  # the head did get a gradient

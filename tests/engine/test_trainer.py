@@ -170,6 +170,26 @@ def test_final_evaluation_reaches_hooks_metrics_and_final(tiny_cfg: Config, tmp_
     assert frame.loc[10, "eval/mAP"] == final["final/mAP"]
 
 
+def test_each_evaluation_logs_the_training_seconds_so_far(tiny_cfg: Config, tmp_path: Path):
+    cfg = _configure(tiny_cfg, "heuristic", 6, final_eval=True, eval_period=3, log_period=1)
+    cfg.test.max_images = 3
+    evals = []
+
+    class Saw(Hook):
+        def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+            evals.append((iteration, metrics))
+
+    final = Trainer(cfg, tmp_path, hooks=[Saw()]).train()
+    assert [it for it, _ in evals] == [3, 6]
+    seconds = [m["eval/train_seconds"] for _, m in evals]
+    frame = pd.read_parquet(tmp_path / "metrics.parquet").set_index("iteration")
+    per_iter = frame["train/sec_per_iter"]  # log_period 1: every iteration's own time
+    # the sum of the iterations' times: the evaluation at 3 does not count towards 6
+    assert seconds == pytest.approx([per_iter.loc[1:3].sum(), per_iter.loc[1:6].sum()], rel=1e-9)
+    assert 0 < seconds[0] < seconds[1] == final["final/train_seconds"]
+    assert frame.loc[3, "eval/train_seconds"] == seconds[0]
+
+
 def test_val_eval_split_evaluates_val_periodically_and_both_at_the_end(
     tiny_cfg: Config, tmp_path: Path
 ):
@@ -187,7 +207,8 @@ def test_val_eval_split_evaluates_val_periodically_and_both_at_the_end(
     trainer = Trainer(cfg, tmp_path, hooks=[Saw()])
     final = trainer.train()
     assert [it for it, _ in evals] == [5, 10]
-    assert "eval/val/mAP" in evals[0][1] and not [k for k in evals[0][1] if "/val/" not in k]
+    periodic = [k for k in evals[0][1] if k != "eval/train_seconds"]  # once per evaluation
+    assert "eval/val/mAP" in periodic and not [k for k in periodic if "/val/" not in k]
     assert {"eval/val/mAP", "eval/mAP"} <= set(evals[1][1])  # the end: val and test
     assert final["final/val/mAP"] == evals[1][1]["eval/val/mAP"]
     assert final["final/mAP"] == evals[1][1]["eval/mAP"]
@@ -249,3 +270,65 @@ def test_peak_memory_reset_returns_fragmented_heap_of_an_earlier_run() -> None:
     reset_peak_memory(torch.device("cpu"))
     assert rss_gb() < before - 0.15
     del keep
+
+
+@pytest.mark.parametrize("sampler", ["heuristic", "ohem"])
+def test_phase_times_and_training_peaks_are_logged(tiny_cfg: Config, tmp_path: Path, sampler: str):
+    cfg = _configure(tiny_cfg, sampler, 8, log_period=4, checkpoint_period=0)
+    trainer = Trainer(cfg, tmp_path)
+    assert trainer.backend_settings == {} and trainer.size_divisibility == 1  # CPU: untouched
+    final = trainer.train()
+    frame = pd.read_parquet(tmp_path / "metrics.parquet")
+    phases = ["train/phase/data_s", "train/phase/forward_s", "train/phase/ranking_s",
+              "train/phase/backward_s"]  # fmt: skip
+    for key in phases:
+        assert (frame[key] >= 0).all(), key
+        assert final[key.replace("train/", "final/")] >= 0
+    # the phases are parts of the iteration's wall time
+    assert (frame[phases].sum(axis=1) <= frame["train/sec_per_iter"] * (1 + 1e-9)).all()
+    ranking = frame["train/phase/ranking_s"]
+    assert (ranking > 0).all() if sampler == "ohem" else (ranking == 0).all()
+    assert (frame["train/phase/forward_s"] > 0).all() and (
+        frame["train/phase/backward_s"] > 0
+    ).all()
+    assert frame["train/peak_mem_gb"].equals(frame["train/peak_mem_allocated_gb"])
+    assert final["final/peak_mem_allocated_gb"] == final["final/peak_mem_gb"] > 0
+    assert "train/peak_mem_reserved_gb" not in frame and "final/peak_mem_reserved_gb" not in final
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_evaluation_memory_does_not_count_as_training_peak(
+    tiny_cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An evaluation that needs far more memory than training (here: the real evaluation plus
+    512 MiB touched) inflates neither the peaks logged after it nor the final training peak."""
+    import ohem_tune.evaluation as evaluation
+    from ohem_tune.engine.trainer import peak_memory_gb
+
+    real, during = evaluation.evaluate, []
+
+    def hungry_evaluate(*args, **kwargs):
+        spike = torch.ones(128 * 1024 * 1024)  # 512 MiB
+        during.append(peak_memory_gb(torch.device("cpu")))
+        del spike
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", hungry_evaluate)
+    cfg = _configure(tiny_cfg, "heuristic", 8, log_period=2, eval_period=4, final_eval=True)
+    cfg.test.max_images = 2
+    final = Trainer(cfg, tmp_path).train()
+    assert len(during) == 2  # the periodic evaluation at 4 and the final one
+    frame = pd.read_parquet(tmp_path / "metrics.parquet").set_index("iteration")
+    after_eval = frame.loc[[6, 8], "train/peak_mem_gb"]
+    assert (after_eval < min(during) - 0.25).all(), (after_eval.tolist(), during)
+    assert final["final/peak_mem_gb"] < min(during) - 0.25
+
+
+def test_non_finite_loss_stops_before_the_next_checkpoint(tiny_cfg: Config, tmp_path: Path):
+    """Losses are read from the device once per log period, but always before a checkpoint:
+    corrupted weights are never saved for a resume to restore."""
+    cfg = _configure(tiny_cfg, "heuristic", 10, checkpoint_period=4, log_period=10)
+    with pytest.raises(TrainingError, match=r"non-finite loss at iteration 6\b"):
+        Trainer(cfg, tmp_path, hooks=[_PoisonAt(5)]).train()
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["last", "model_0000004.pt"]

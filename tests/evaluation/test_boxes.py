@@ -76,3 +76,19 @@ def test_clip_boxes_to_image():
     # a sub-pixel box decoded with x2 < x1 (here at the border) becomes a one-pixel box
     thin = torch.tensor([[10.0, 19.5, 9.6, 25.0]])
     assert clip_boxes(thin, height=20, width=100).tolist() == [[10.0, 19.0, 10.0, 19.0]]
+
+
+def test_box_voting_under_bf16_autocast_equals_fp32_voting():
+    """Under autocast the weighted sum would run as a reduced-precision matmul (coordinates of
+    hundreds of pixels times many voters); voting stays fp32 and matches the fp32 result."""
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=gen) * 6 + 400.0
+    cands = torch.cat([xy, xy + 180.0 + torch.rand(300, 2, generator=gen)], dim=1)
+    scores = torch.rand(300, generator=gen)
+    kept = cands[:3]
+    want = box_voting(kept, cands, scores, 0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = box_voting(kept, cands, scores, 0.5)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)
+    assert not torch.equal(want.bfloat16().float(), want)  # bf16 could not have held these

@@ -108,3 +108,34 @@ def test_weights_that_match_nothing_are_an_error(tmp_path):
     cfg = build_config({"model": {"backbone": "tiny", "weights": str(tmp_path / "w.pth")}})
     with pytest.raises(ConfigError, match="no tensor"):
         build_model(cfg, 2)
+
+
+def test_lrn_and_losses_run_in_fp32_under_bf16_autocast():
+    """VGG_CNN_M's LRN squares activations (fp16 overflows above ~256) and the losses sum over
+    RoIs: both stay fp32 under autocast, equal to the fp32 computation on the same inputs."""
+    from ohem_tune.modeling.backbones import LocalResponseNorm32, build_trunk
+    from ohem_tune.modeling.losses import fast_rcnn_loss, per_roi_losses
+
+    lrns = [
+        m for m in build_trunk("vgg_cnn_m_1024").body if isinstance(m, torch.nn.LocalResponseNorm)
+    ]
+    assert len(lrns) == 2 and all(isinstance(m, LocalResponseNorm32) for m in lrns)
+    x = (torch.rand(1, 96, 9, 9) * 400).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lrns[0](x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.nn.LocalResponseNorm(5, 0.0005, 0.75, 2.0)(x.float()))
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(20, 4, generator=gen) * 5).to(torch.bfloat16)
+    deltas = torch.randn(20, 16, generator=gen).to(torch.bfloat16)
+    labels = torch.randint(0, 4, (20,), generator=gen)
+    targets = torch.randn(20, 4, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lc, lb = per_roi_losses(logits, deltas, labels, targets)
+        total_cls, total_box, per_roi = fast_rcnn_loss(logits, deltas, labels, targets)
+    want_c, want_b = per_roi_losses(logits.float(), deltas.float(), labels, targets)
+    for got, want in ((lc, want_c), (lb, want_b)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert total_cls.dtype == total_box.dtype == per_roi.dtype == torch.float32
