@@ -1,4 +1,4 @@
-"""The `ohem-tune` command line: data, train, eval, run, report.
+"""The `ohem-tune` command line: data, train, eval, run, report, doctor.
 
 Heavy imports (torch, ray, mlflow) happen inside the commands so `--help` stays fast.
 """
@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ohem_tune import __version__
-from ohem_tune.cli import data, evaluate, report, run, train
+from ohem_tune.cli import data, doctor, evaluate, report, run, train
 from ohem_tune.cli.common import UserError, console_err
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("run")(run.run)
 app.command("report")(report.report)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
