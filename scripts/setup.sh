@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+# TeX for the report's LaTeX compile test, where this machine allows it (root + apt: CI, containers);
+# elsewhere the test skips and says why. Debian's texlive-latex-recommended: ~100 s, once.
+if ! command -v pdflatex >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing TeX (texlive-latex-recommended) for the LaTeX compile test"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends texlive-latex-recommended; } >/tmp/ohem-tune-tex.log 2>&1; then
+    tail -5 /tmp/ohem-tune-tex.log
+    echo "setup: TeX install failed (log: /tmp/ohem-tune-tex.log); the LaTeX compile test will fail" >&2
+  fi
+fi
 stamp=.venv/.ohem-tune-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import ohem_tune" 2>/dev/null; then
