@@ -22,3 +22,14 @@ class FailOnceForOhem(Hook):
         if self.active and iteration == 12 and not marker.exists():
             marker.write_text("1")
             raise RuntimeError("injected failure at iteration 12")
+
+
+class RecordProcess(Hook):
+    """Appends '<pid> <sampler>' to the experiment's trials folder: shows which trials shared a
+    (reused) Ray worker process."""
+
+    def on_train_start(self, trainer: Any) -> None:
+        import os
+
+        with (Path(trainer.out_dir).parent / "processes.txt").open("a") as fh:
+            fh.write(f"{os.getpid()} {trainer.cfg.sampler.name}\n")
