@@ -58,13 +58,13 @@ def _one_line(err: ValidationError, data: dict[str, Any], source: str | Path | N
 
 
 def _named_loc(loc: list[Any], data: Any) -> list[str]:
-    """Replace list indices of named items (variants) by their names: variants[ohem_vggm]."""
+    """Replace list indices of named items by their names: variants[ohem_vggm], claims[label]."""
     out: list[str] = []
     node = data
     for part in loc:
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
             item = node[part]
-            name = item.get("name") if isinstance(item, dict) else None
+            name = (item.get("name") or item.get("label")) if isinstance(item, dict) else None
             if name and out:
                 out[-1] = f"{out[-1]}[{name}]"
             else:

@@ -1,5 +1,5 @@
 """The search-space spec schema: base config, profiles, variants (ablation rows), seeds, search,
-scheduler, resources, tracking and report layout."""
+scheduler, resources, tracking, report layout and the claims the report checks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from ohem_tune import tracking_keys as K
 from ohem_tune.config.base import Section
 from ohem_tune.spec.search import SearchSpec
 
@@ -114,6 +115,85 @@ class ReportSpec(Section):
     tables: list[TableName] = Field(default_factory=lambda: ["ablation", "cost", "loss_curve"])
 
 
+# Claim metrics with a known direction and display scale: mAP / AP are logged in [0, 1] and
+# claimed in points (x100); losses, times and memory in their own units, lower is better.
+CLAIM_METRICS: dict[str, tuple[bool, float]] = {
+    K.FINAL_MAP: (True, 100.0),
+    K.FINAL_MAP_AREA: (True, 100.0),
+    K.FINAL_VAL_MAP: (True, 100.0),
+    K.FINAL_LOSS_PER_ROI_ALL: (False, 1.0),
+    K.FINAL_SEC_PER_ITER: (False, 1.0),
+    K.FINAL_PEAK_MEM_GB: (False, 1.0),
+    K.FINAL_TRAIN_SECONDS: (False, 1.0),
+}
+CLAIM_METRIC_PREFIXES: dict[str, tuple[bool, float]] = {
+    K.FINAL_AP_PREFIX: (True, 100.0),
+    K.FINAL_COCO_PREFIX: (True, 100.0),
+}
+
+
+def claim_metric_info(metric: str) -> tuple[bool, float] | None:
+    """(higher is better, display scale) of a known claim metric, else None."""
+    if metric in CLAIM_METRICS:
+        return CLAIM_METRICS[metric]
+    for prefix, info in CLAIM_METRIC_PREFIXES.items():
+        if metric.startswith(prefix) and len(metric) > len(prefix):
+            return info
+    return None
+
+
+class Claim(Section):
+    """A claim the report judges: `variant` vs `baseline` on `metric`, paired by seed.
+
+    `expect: better` / `worse` is the direction that is good / bad for the metric (for a loss,
+    better is lower); `none` claims no effect beyond `margin`. margin and paper_delta are in the
+    report's units: mAP points for mAP/AP metrics, the metric's own units otherwise.
+    """
+
+    label: str = Field(min_length=1, description="the claims table's row name")
+    variant: str
+    baseline: str
+    expect: Literal["better", "worse", "none"]
+    margin: float | None = Field(None, gt=0, description="equivalence margin of expect: none")
+    paper_delta: float | None = Field(None, description="the paper's variant - baseline")
+    metric: str = K.FINAL_MAP
+    higher_is_better: bool | None = Field(
+        None, description="the metric's direction; None: known for final/mAP, losses, ..."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Claim:
+        if self.expect == "none" and self.margin is None:
+            raise ValueError(
+                "margin: required with expect: none (the equivalence margin); add e.g. margin: 1.0"
+            )
+        if self.expect != "none" and self.margin is not None:
+            raise ValueError(
+                f"margin: only used with expect: none, not expect: {self.expect}; remove it"
+            )
+        if self.higher_is_better is None and claim_metric_info(self.metric) is None:
+            known = ", ".join([*CLAIM_METRICS, *(f"{p}<name>" for p in CLAIM_METRIC_PREFIXES)])
+            raise ValueError(
+                f"metric: '{self.metric}' has no known direction; set higher_is_better: true or "
+                f"false, or use one of {known}"
+            )
+        return self
+
+    @property
+    def higher_better(self) -> bool:
+        """Whether a larger value of the metric is better."""
+        if self.higher_is_better is not None:
+            return self.higher_is_better
+        info = claim_metric_info(self.metric)
+        return True if info is None else info[0]
+
+    @property
+    def scale(self) -> float:
+        """Logged value -> report units (x100 for mAP / AP, which claims state in points)."""
+        info = claim_metric_info(self.metric)
+        return 1.0 if info is None else info[1]
+
+
 class Spec(Section):
     """A whole search-space / ablation spec, as written in search_spaces/*.yaml."""
 
@@ -138,6 +218,9 @@ class Spec(Section):
     )
     tracking: TrackingSpec = TrackingSpec()
     report: ReportSpec = ReportSpec()
+    claims: list[Claim] = Field(
+        default_factory=list, description="the paper's claims, judged in the report's claims table"
+    )
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -250,7 +333,30 @@ class Spec(Section):
                     check_seeds(profile.seeds)
                 except ValueError as exc:
                     raise ValueError(f"profiles.{name}.seeds: {exc}") from None
+        self._check_claims(names)
         return self
+
+    def _check_claims(self, names: list[str]) -> None:
+        """Claims name existing, distinct variants and have distinct labels."""
+        from ohem_tune.config.errors import suggest
+
+        labels = [c.label for c in self.claims]
+        for claim in self.claims:
+            where = f"claims[{claim.label}]"
+            if labels.count(claim.label) > 1:
+                raise ValueError(f"{where}.label: duplicate label; claim labels must be unique")
+            for field in ("variant", "baseline"):
+                value = getattr(claim, field)
+                if value not in names:
+                    raise ValueError(
+                        f"{where}.{field}: no variant '{value}'{suggest(value, names)}; name one "
+                        f"of the spec's variants: {', '.join(names)}"
+                    )
+            if claim.variant == claim.baseline:
+                raise ValueError(
+                    f"{where}.baseline: is the claim's variant '{claim.variant}' itself; "
+                    "compare against another variant"
+                )
 
 
 def _numeric(value: Any) -> bool:

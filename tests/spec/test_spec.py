@@ -147,6 +147,11 @@ def test_profile_merge_order_and_by_profile(tmp_path):
     assert len(overridden) == 2 and overridden[0].config.solver.lr == 1  # --set comes last
 
 
+def claim(**fields) -> dict:
+    """A claim over minimal()'s variants: b (ohem) better than a (heuristic)."""
+    return {"label": "c", "variant": "b", "baseline": "a", "expect": "better", **fields}
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -168,6 +173,26 @@ def test_profile_merge_order_and_by_profile(tmp_path):
          "low (1.0) must be below high (0.1)"),
         (lambda t: t.update(profiles={"p": {"backbone_map": {"vgg16": "vgg17"}}}),
          "backbone_map: unknown trunk 'vgg17'"),
+        (lambda t: t.update(claims=[claim(variant="bb")]),
+         "claims[c].variant: no variant 'bb' (did you mean 'b'?); name one of the spec's "
+         "variants: a, b"),
+        (lambda t: t.update(claims=[claim(baseline="b")]),
+         "claims[c].baseline: is the claim's variant 'b' itself"),
+        (lambda t: t.update(claims=[claim(), claim(variant="a", baseline="b")]),
+         "claims[c].label: duplicate label"),
+        (lambda t: t.update(claims=[claim(expect="none")]),
+         "claims[c]: bad value: margin: required with expect: none"),
+        (lambda t: t.update(claims=[claim(margin=1.0)]),
+         "claims[c]: bad value: margin: only used with expect: none, not expect: better"),
+        (lambda t: t.update(claims=[claim(expect="none", margin=-1)]),
+         "claims[c].margin: bad value -1"),
+        (lambda t: t.update(claims=[claim(expect="bigger")]),
+         "claims[c].expect: bad value 'bigger'"),
+        (lambda t: t.update(claims=[claim(metric="train/loss")]),
+         "claims[c]: bad value: metric: 'train/loss' has no known direction; set "
+         "higher_is_better: true or false"),
+        (lambda t: t.update(claims=[claim(paper=2.4)]),
+         "claims[c].paper: unknown key (did you mean 'paper_delta'?)"),
     ],
 )  # fmt: skip
 def test_bad_specs_fail_with_one_line_naming_file_and_field(tmp_path, mutate, expected):
@@ -301,3 +326,55 @@ def test_ohem_hpo_selects_on_the_val_split():
         "test",
     )
     assert paper.config.train.eval_split == "val"
+
+
+def test_claims_directions_and_units(tmp_path):
+    claims = [
+        claim(),
+        claim(label="loss", metric="final/loss_per_roi_all"),
+        claim(label="ap", metric="final/AP/cat", expect="none", margin=0.5),
+        claim(label="custom", metric="train/fg_fraction", higher_is_better=False),
+    ]
+    spec = load_spec(write_spec(tmp_path, minimal(claims=claims)))
+    got = [(c.label, c.higher_better, c.scale, c.metric) for c in spec.claims]
+    assert got == [
+        ("c", True, 100.0, "final/mAP"),  # the default: mAP, in points
+        ("loss", False, 1.0, "final/loss_per_roi_all"),
+        ("ap", True, 100.0, "final/AP/cat"),
+        ("custom", False, 1.0, "train/fg_fraction"),
+    ]
+    assert len(spec.expand()) == 2  # claims add no trials
+
+
+@pytest.mark.parametrize("name", ["paper_ablation.yaml", "paper_multiscale_bbox.yaml"])
+def test_shipped_claims_paper_deltas_are_the_rows_differences(name):
+    """Every mAP claim's paper_delta is the difference of its two rows' paper numbers."""
+    spec = load_spec(SPACES / name)
+    assert spec.claims
+    paper = {v.name: v.paper for v in spec.variants}
+    for c in spec.claims:
+        if c.metric == tk.FINAL_MAP:
+            expected = paper[c.variant] - paper[c.baseline]
+            assert c.paper_delta == pytest.approx(expected, abs=0.05), c.label
+            if c.expect == "none":
+                assert abs(c.paper_delta) <= c.margin, c.label
+            else:
+                assert (c.paper_delta > 0) == (c.expect == "better"), c.label
+        else:
+            assert c.paper_delta is None  # the poster shows the loss as a figure only
+
+
+def test_paper_ablation_claims_cover_table1_discussion():
+    spec = load_spec(SPACES / "paper_ablation.yaml")
+    pairs = {(c.variant, c.baseline, c.metric): c.expect for c in spec.claims}
+    loss = tk.FINAL_LOSS_PER_ROI_ALL
+    for trunk in ("vggm", "vgg16"):
+        assert pairs[(f"ohem_{trunk}", f"frcn_{trunk}", tk.FINAL_MAP)] == "better"
+        assert pairs[(f"allrois_{trunk}_n2", f"frcn_{trunk}", tk.FINAL_MAP)] == "better"
+        assert pairs[(f"allrois_{trunk}_n2", f"ohem_{trunk}", tk.FINAL_MAP)] == "worse"
+        assert pairs[(f"ohem_{trunk}", f"frcn_{trunk}", loss)] == "better"  # lower loss
+        assert pairs[(f"ohem_{trunk}", f"allrois_{trunk}_n2", loss)] == "better"
+    assert pairs[("frcn_bglo0_vggm", "frcn_vggm", tk.FINAL_MAP)] == "worse"
+    assert pairs[("frcn_bglo0_vgg16", "frcn_vgg16", tk.FINAL_MAP)] == "none"
+    assert pairs[("frcn_n1_vgg16", "frcn_vgg16", tk.FINAL_MAP)] == "worse"
+    assert pairs[("ohem_vgg16_n1", "ohem_vgg16", tk.FINAL_MAP)] == "none"
