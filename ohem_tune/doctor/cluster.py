@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import math
 import shutil
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from ohem_tune.config import Config
-from ohem_tune.doctor.lookup import orchestration_function
 from ohem_tune.doctor.rows import Row
 from ohem_tune.errors import OhemTuneError
+from ohem_tune.orchestration import cluster as run_cluster
+from ohem_tune.orchestration.cluster import gcs_port_problem
+from ohem_tune.orchestration.plan import resolve_storage as _resolve_storage
 from ohem_tune.spec.schema import ResourcesSpec
-
-DEFAULT_STORAGE = "ray_results"  # `ohem-tune run`'s default --storage-path
 
 
 def resolve_storage(storage_path: str | Path | None) -> str:
     """The storage root `ohem-tune run` would use: a URI untouched, else an absolute path."""
-    resolve = orchestration_function("resolve_storage")
-    if resolve is not None:
-        return str(resolve(storage_path))
-    raw = str(storage_path or DEFAULT_STORAGE)
-    return raw if "://" in raw else str(Path(raw).expanduser().resolve())
+    return str(_resolve_storage(storage_path))
 
 
 # ------------------------------------------------------------------------------ Ray
@@ -60,29 +55,6 @@ def local_ray_row() -> Row:
         f"local: `ohem-tune run` starts Ray {ray.__version__} on this machine "
         f"with {cpus:g} CPUs, {gpus:g} GPUs (none started by the doctor)",
     )
-
-
-CONNECT_TIMEOUT_S = 10.0
-
-
-def gcs_port_problem(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
-    """Why nothing answers at HOST:PORT ('' when a TCP connection opens, or for 'auto').
-
-    ray.init retries a dead address for many minutes; a plain TCP connect answers in seconds.
-    """
-    if address == "auto":
-        return ""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return f"--address {address}: expected HOST:PORT (the head's GCS address) or 'auto'"
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        return (
-            f"--address {address}: nothing answers there ({exc.strerror or exc}); start the head "
-            "with `ray start --head --port=6379` and pass HOST:6379"
-        )
-    return ""
 
 
 @contextmanager
@@ -184,15 +156,7 @@ def tracking_row(uri: str, address: str | None) -> Row:
     try:
         tracking.check_reachable(uri)
         if address:
-            check = orchestration_function("check_cluster_tracking")
-            if check is None:
-                return Row(
-                    "MLflow tracking",
-                    "warn",
-                    f"{uri}: reachable from this machine; the "
-                    "per-node check is not in this version",
-                )
-            check(uri)
+            run_cluster.check_cluster_tracking(uri)
     except OhemTuneError as exc:
         return Row("MLflow tracking", "fail", str(exc))
     kind = "a local store (single machine)" if tracking.is_local_store(uri) else "a server"
@@ -207,15 +171,8 @@ def storage_row(storage: str, address: str | None) -> Row:
         return Row(
             "shared storage", "skip", f"local Ray: checkpoints stay on this machine ({storage})"
         )
-    check = orchestration_function("check_shared_storage")
-    if check is None:
-        return Row(
-            "shared storage",
-            "skip",
-            "check_shared_storage is not in this version of ohem_tune.orchestration",
-        )
     try:
-        result = check(storage)
+        result = run_cluster.check_shared_storage(storage)
     except OhemTuneError as exc:
         return Row("shared storage", "fail", str(exc))
     if not result.ok:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ohem_tune.config import Config
-from ohem_tune.doctor.lookup import orchestration_function
 from ohem_tune.doctor.rows import Row
 from ohem_tune.errors import OhemTuneError
+from ohem_tune.orchestration.plan import parse_resources, select_variants
 from ohem_tune.spec import Spec, TrialSpec, load_spec
 
 PREPARE_HINT = (
@@ -38,18 +37,11 @@ def load_trials(
     spec = load_spec(spec_path)
     trials = spec.expand(profile=profile, overrides=overrides)
     if only:
-        trials = _plan_function("select_variants")(trials, only, str(spec_path))
+        trials = select_variants(trials, only, str(spec_path))
     if resources:
-        update = _plan_function("parse_resources")(resources, spec_path)
+        update = parse_resources(resources, spec_path)
         trials = [replace(t, resources=t.resources.model_copy(update=update)) for t in trials]
     return spec, trials
-
-
-def _plan_function(name: str) -> Callable[..., Any]:
-    found = orchestration_function(name)
-    if found is None:
-        raise ImportError(f"ohem_tune.orchestration defines no {name}")
-    return found
 
 
 def distinct_configs(trials: Sequence[TrialSpec]) -> list[Config]:

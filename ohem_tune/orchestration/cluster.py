@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,35 @@ def quiet_env() -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
+def gcs_port_problem(address: str, timeout_s: float = 10.0) -> str:
+    """Why nothing answers at HOST:PORT ('' when a TCP connection opens, or for 'auto').
+
+    ray.init retries a dead address for many minutes; a plain TCP connect answers in seconds.
+    """
+    if address == "auto":
+        return ""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return f"--address {address}: expected HOST:PORT (the head's GCS address) or 'auto'"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return (
+            f"--address {address}: nothing answers there ({exc.strerror or exc}); start the head "
+            "with `ray start --head --port=6379` and pass HOST:6379"
+        )
+    return ""
+
+
 def connect_ray(address: str | None, resources_gpu: float) -> bool:
     """Connect to `address` or start a local Ray (returns True when this call started it)."""
     import ray
 
     if ray.is_initialized():
         return False
+    problem = gcs_port_problem(address) if address else ""
+    if problem:
+        raise ConfigError(problem)
     try:
         runtime_env = {"env_vars": dict(WORKER_ENV)}
         if address:

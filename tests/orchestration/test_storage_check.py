@@ -28,3 +28,19 @@ def test_a_folder_the_driver_cannot_create_is_refused_with_the_fix(tmp_path):
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"--storage-path {storage}: ")
     assert "a filesystem every node mounts at the same path" in message and "cloud URI" in message
+
+
+def test_run_refuses_an_address_where_nothing_listens_without_waiting_on_ray():
+    """ray.init retries a dead address for minutes; connect_ray answers in one line at once."""
+    import socket
+
+    import ray
+
+    from ohem_tune.orchestration.cluster import connect_ray
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match=f"--address 127.0.0.1:{port}: nothing answers there"):
+        connect_ray(f"127.0.0.1:{port}", 0)
+    assert not ray.is_initialized()
