@@ -84,7 +84,9 @@ def estimate_trial(cfg: Config, resources: Any) -> TrialCost:
     if sampler == "all":  # every RoI gets gradient: cost grows with the images' RoIs
         n_scale = cfg.solver.ims_per_batch / 2 * cfg.solver.iter_size
     scale = sum(cfg.input.scales) / len(cfg.input.scales)
-    evals = 1 + (cfg.train.max_iter // cfg.train.eval_period if cfg.train.eval_period else 0)
+    # the trainer evaluates at every multiple of eval_period below max_iter, then once at the end
+    period = cfg.train.eval_period
+    evals = 1 + ((cfg.train.max_iter - 1) // period if period else 0)
     test_work = _test_images(cfg) * sum((s / 600) ** 2 for s in cfg.test.scales)
     if cfg.test.iterative_bbox:
         test_work *= 1.5

@@ -13,6 +13,8 @@ import pandas as pd
 
 from ohem_tune import tracking_keys as K
 from ohem_tune.errors import ConfigError, TrackingError
+from ohem_tune.report.claims import claims_table
+from ohem_tune.report.curves import empty_curves, fetch_curves, has_periodic
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.index import index_page
 from ohem_tune.report.latex import standalone_document, table_to_latex
@@ -95,13 +97,15 @@ def _requested_tables(layout: Layout, data: ReportData, histories_wanted: bool) 
     return wanted
 
 
-def _build_tables(names: list[str], data: ReportData, trials: pd.DataFrame) -> list[Table]:
-    tables: list[Table] = []
+def _build_tables(
+    names: list[str], data: ReportData, trials: pd.DataFrame, curves: pd.DataFrame
+) -> list[Table]:
+    tables: list[Table] = [claims_table(data)] if data.layout.claims else []  # the spec's claims
     for name in names:
         if name == "search":
             tables.append(search_table(data, trials))
         elif name == "ablation":
-            tables.append(ablation_table(data))
+            tables.append(ablation_table(data, curves))
         elif name == "multiscale_bbox":
             tables.extend(multiscale_bbox_tables(data))
         elif name == "cost":
@@ -123,6 +127,17 @@ FIGURES = (
         "Mean loss per RoI over all RoIs vs iteration, per trunk (mean over seeds; band: min-max).",
     ),
     ("fig_map.png", "VOC07 mAP per variant: mean ± std, seeds as dots, the paper's number as x."),
+    (
+        "fig_map_vs_iter.png",
+        "Test mAP at each evaluation vs iteration, per trunk: one line per row (mean over seeds; "
+        "band: min-max over seeds; baselines dashed).",
+    ),
+    (
+        "fig_map_vs_time.png",
+        "Test mAP vs training time (seconds of training iterations, evaluations and checkpoints "
+        "excluded), per trunk: one line per row at each evaluation (mean over seeds of both "
+        "seconds and mAP; band: min-max mAP over seeds; baselines dashed).",
+    ),
     ("fig_cost.png", "OHEM/FRCN ratio of sec/iter and peak memory, measured and in the paper."),
     (
         "fig_search.png",
@@ -185,14 +200,18 @@ def _write_figures(
     tables: list[Table],
     out_dir: Path,
     search: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> list[tuple[str, str]]:
     """Draw the figures the data supports; returns (file name, caption) of those written."""
     from ohem_tune.report import figures  # matplotlib only when figures are wanted
 
     cost = next((t for t in tables if t.key == "cost" and t.rows), None)
+    curves = empty_curves() if curves is None or not has_periodic(data, curves) else curves
     makers = {
         "fig_loss_per_roi.png": lambda p: figures.loss_figure(data, histories, p),
         "fig_map.png": lambda p: figures.map_figure(data, p),
+        "fig_map_vs_iter.png": lambda p: figures.map_curve_figure(data, curves, p, "step"),
+        "fig_map_vs_time.png": lambda p: figures.map_curve_figure(data, curves, p, "seconds"),
         "fig_cost.png": lambda p: figures.cost_figure(cost, p) if cost is not None else None,
         "fig_search.png": lambda p: (
             figures.search_figure(*search, data.layout.search_metric, p) if search else None
@@ -245,12 +264,16 @@ def build_report(
     if want_history and "loss_curve" in names:
         finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
         histories = fetch_histories(client, finished, LOSS_METRIC)
+    curves = empty_curves()
+    if "ablation" in names:  # the equal-time column and the mAP-curve figures
+        finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
+        curves = fetch_curves(client, finished)
     trials, progress = pd.DataFrame(), pd.DataFrame(columns=["run_id", "step", "value"])
     if "search" in names:
         searched = data.search_runs["run_id"].tolist()
         progress = fetch_histories(client, searched, data.layout.search_metric)
         trials = search_trials(data, progress)
-    result.tables = _build_tables(names, data, trials)
+    result.tables = _build_tables(names, data, trials, curves)
     result.warnings += [w for table in result.tables for w in table.warnings]
 
     out_dir = result.out_dir
@@ -261,9 +284,13 @@ def build_report(
         runs.to_parquet(write.path("runs.parquet"), index=False)
         if not histories.empty:
             histories.to_parquet(write.path("loss_history.parquet"), index=False)
+        if not curves.empty:
+            curves.to_parquet(write.path("eval_history.parquet"), index=False)
     search = (trials, progress) if "search" in names else None
     figure_files = (
-        _write_figures(data, histories, result.tables, out_dir, search) if "png" in fmt else []
+        _write_figures(data, histories, result.tables, out_dir, search, curves)
+        if "png" in fmt
+        else []
     )
     result.files += [out_dir / f for f, _ in figure_files]
     if "md" in fmt:

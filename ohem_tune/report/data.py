@@ -144,23 +144,6 @@ class ReportData:
             return same[0]
         return baselines[0] if len(baselines) == 1 else None
 
-    # --- test protocol -------------------------------------------------------------------------
-    def protocols(self, variants: list[Variant]) -> dict[str, list[str]]:
-        """Test protocol (tag ohem_tune.test_protocol) -> the variants whose finished runs used
-        it; runs without the tag are grouped under NO_PROTOCOL."""
-        out: dict[str, list[str]] = {}
-        for v in variants:
-            runs = self.finished(v)
-            column = (
-                runs["test_protocol"] if "test_protocol" in runs.columns else [None] * len(runs)
-            )
-            for value in column:
-                key = value if isinstance(value, str) and value else NO_PROTOCOL
-                names = out.setdefault(key, [])
-                if v.name not in names:
-                    names.append(v.name)
-        return out
-
     # --- exclusions ----------------------------------------------------------------------------
     def excluded(self, variants: list[Variant]) -> pd.DataFrame:
         """Kept runs of these variants that did not finish (failed, pruned, killed, running)."""

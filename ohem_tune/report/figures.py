@@ -1,4 +1,5 @@
-"""PNG figures (matplotlib Agg, no pyplot state): loss per RoI, mAP per variant, cost ratios."""
+"""PNG figures (matplotlib Agg, no pyplot state): loss per RoI, mAP per variant, mAP curves vs
+iteration and training time, cost ratios."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ohem_tune.report import paper
+from ohem_tune.report.curves import curve_stats
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.format import format_number
 from ohem_tune.report.layout import Variant
 from ohem_tune.report.table import Table
-from ohem_tune.report.tables import MAP
+from ohem_tune.report.tables import MAP, metric_name
 
 DPI = 120
 
@@ -96,6 +98,55 @@ def loss_figure(data: ReportData, histories: pd.DataFrame, path: Path) -> Path |
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     axes[0].set_ylabel("mean loss per RoI (all RoIs)")
     fig.suptitle(f"{data.layout.experiment}: training loss per RoI (mean over seeds)")
+    return _save(fig, path)
+
+
+CURVE_STYLES = ("-", ":", "-.")  # non-baseline rows of one sampler; baselines are dashed
+CURVE_AXES = {"step": "iteration", "seconds": "training time (s; evaluations excluded)"}
+
+
+def map_curve_figure(
+    data: ReportData, curves: pd.DataFrame, path: Path, x: str = "step"
+) -> Path | None:
+    """Test mAP at each evaluation vs `x` ("step": iteration, "seconds": training seconds), one
+    panel per trunk and one line per variant: the mean over finished seeds at each evaluated
+    step (for "seconds" at the seeds' mean training time), a min..max band over seeds, baselines
+    dashed, colour by sampler. None without curves."""
+    stats = curve_stats(data, curves)
+    if stats.empty:
+        return None
+    if x not in CURVE_AXES:
+        raise ValueError(f"x must be one of {', '.join(CURVE_AXES)}, got {x!r}")
+    drawn = [v for v in data.layout.variants if v.name in set(stats["variant"])]
+    models = list(dict.fromkeys(data.model(v) for v in drawn))
+    fig = Figure(figsize=(5.2 * len(models), 5.0 + 0.16 * len(drawn)))
+    axes = fig.subplots(1, len(models), sharey=True, squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=True):
+        variants = [v for v in drawn if data.model(v) == model]
+        colors = _styles(data, variants)
+        rank: dict[str, int] = {}
+        for v in variants:
+            c = stats[stats["variant"] == v.name].sort_values("step")
+            color = colors[v.name][0]
+            if v.baseline:
+                style = "--"
+            else:
+                sampler = data.sampler(v) or "?"
+                style = CURVE_STYLES[rank.get(sampler, 0) % len(CURVE_STYLES)]
+                rank[sampler] = rank.get(sampler, 0) + 1
+            label = variant_legend(data, v, with_model=False)
+            xs = c[x]
+            ax.plot(xs, c["mean"] * 100, color=color, ls=style, lw=1.5, marker="o", ms=3,
+                    label=label)  # fmt: skip
+            if c["count"].max() > 1:
+                ax.fill_between(xs, c["min"] * 100, c["max"] * 100, color=color, alpha=0.08)
+        ax.set_title(str(model or "all"))
+        ax.set_xlabel(CURVE_AXES[x])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    axes[0].set_ylabel(f"test {metric_name(data)[0]} (%)")
+    against = "iteration" if x == "step" else "training time"
+    fig.suptitle(f"{data.layout.experiment}: test mAP vs {against} (mean over seeds)")
     return _save(fig, path)
 
 

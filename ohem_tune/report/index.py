@@ -126,7 +126,9 @@ def index_page(
     if "parquet" in formats:
         lines.append(
             "- `runs.parquet`: one row per trial run (variant, seed, status, tags, params.*, "
-            "metrics.*); `loss_history.parquet`: per-step loss per RoI of the finished runs."
+            "metrics.*); `loss_history.parquet`: per-step loss per RoI of the finished runs; "
+            "`eval_history.parquet` (when logged): their test mAP and training seconds at each "
+            "evaluation."
         )
     if "md" in formats:
         lines.append("- `table_*.md`: each table alone (GitHub Markdown).")

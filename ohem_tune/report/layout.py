@@ -1,7 +1,7 @@
-"""What the report shows: experiment name, rows (variants in order) and the table set.
+"""What the report shows: experiment name, rows (variants in order), the table set and claims.
 
-It comes from the search spec when one is given (row order, labels, paper numbers, tables) and
-otherwise from the trial runs' tags alone.
+It comes from the search spec when one is given (row order, labels, paper numbers, tables,
+claims) and otherwise from the trial runs' tags alone (no claims then).
 """
 
 from __future__ import annotations
@@ -34,6 +34,24 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim of the spec (`claims:`): `variant` vs `baseline` on `metric`, judged by the report.
+
+    margin and paper_delta are in report units (logged value x `scale`: mAP points for mAP).
+    """
+
+    label: str
+    variant: str
+    baseline: str
+    expect: str  # better | worse | none
+    metric: str = K.FINAL_MAP
+    margin: float | None = None
+    paper_delta: float | None = None
+    higher_is_better: bool = True
+    scale: float = 100.0
+
+
+@dataclass(frozen=True)
 class Layout:
     """The rows and tables of a report, and where they came from."""
 
@@ -45,6 +63,7 @@ class Layout:
     search_keys: tuple[str, ...] = ()  # the Optuna-sampled config keys, in the spec's order
     search_metric: str = "eval/mAP"  # what the search optimised, and in which direction
     search_mode: str = "max"
+    claims: tuple[Claim, ...] = ()  # the spec's claims (none without a spec)
 
 
 def is_spec_path(source: str) -> bool:
@@ -87,6 +106,20 @@ def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
     tables = tuple(dict.fromkeys(spec.report.tables)) if explicit else None
     name = experiment or spec.tracking.experiment or spec.name
     search = spec.search
+    claims = tuple(
+        Claim(
+            label=c.label,
+            variant=c.variant,
+            baseline=c.baseline,
+            expect=c.expect,
+            metric=c.metric,
+            margin=c.margin,
+            paper_delta=c.paper_delta,
+            higher_is_better=c.higher_better,
+            scale=c.scale,
+        )
+        for c in spec.claims
+    )
     return Layout(
         name,
         variants,
@@ -96,6 +129,7 @@ def layout_from_spec(path: str | Path, experiment: str | None = None) -> Layout:
         search_keys=tuple(search.params) if search else (),
         search_metric=search.metric if search else "eval/mAP",
         search_mode=search.mode if search else "max",
+        claims=claims,
     )
 
 

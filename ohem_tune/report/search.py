@@ -16,6 +16,7 @@ from ohem_tune.report.data import ReportData
 from ohem_tune.report.format import format_lr
 from ohem_tune.report.runs import INCLUDED_STATUS
 from ohem_tune.report.table import MISSING, Cell, Column, Table, text_cell
+from ohem_tune.report.tables import add_measured_note
 
 STATUS_ORDER = {"FINISHED": 0, "PRUNED": 1}  # anything else (FAILED, RUNNING, ...) after
 
@@ -171,11 +172,23 @@ def search_table(data: ReportData, trials: pd.DataFrame) -> Table:
         "`ohem_tune.search_point`); — under a parameter: not sampled (its `when` condition "
         "did not hold)."
     )
+    add_measured_note(table, data, [], groups=_measured_trials(data, trials))
     failed = trials[~trials["status"].isin(list(STATUS_ORDER))]
     for _, trial in failed.iterrows():
         error = str(trial["error"]).splitlines()[0] if _finite_text(trial["error"]) else "no error"
         table.notes.append(f"t{int(trial['number']):02d} {str(trial['status']).lower()}: {error}")
     return table
+
+
+def _measured_trials(data: ReportData, trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The runs of the trials that measured something (finished or stopped by the scheduler),
+    by trial name, for the 'Measured:' line."""
+    runs = data.search_runs.set_index("run_id", drop=False)
+    return {
+        f"t{int(trial['number']):02d}": runs.loc[[trial["run_id"]]]
+        for _, trial in trials.iterrows()
+        if trial["status"] in STATUS_ORDER and trial["run_id"] in runs.index
+    }
 
 
 def _shown(value: Any, percent: bool) -> tuple[float | None, str]:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from ohem_tune import tracking_keys as K
+from ohem_tune.report import curves as eval_curves
 from ohem_tune.report import paper
-from ohem_tune.report.data import Flags, ReportData
+from ohem_tune.report.data import NO_PROTOCOL, Flags, ReportData
 from ohem_tune.report.format import (
     delta_cell,
     format_lr,
@@ -26,6 +32,7 @@ MAP = f"metrics.{K.FINAL_MAP}"
 MAP_AREA = f"metrics.{K.FINAL_MAP_AREA}"
 SEC_PER_ITER = f"metrics.{K.FINAL_SEC_PER_ITER}"
 PEAK_MEM = f"metrics.{K.FINAL_PEAK_MEM_GB}"
+RESERVED_MEM = f"metrics.{K.FINAL_PEAK_MEM_RESERVED}"  # CUDA runs only (older runs lack it)
 AP_PREFIX = f"metrics.{K.FINAL_AP_PREFIX}"
 COCO_PREFIX = f"metrics.{K.FINAL_COCO_PREFIX}"
 COCO_COLUMNS = paper.COCO_COLUMNS
@@ -52,7 +59,7 @@ METRIC_NAMES = {
 }
 
 
-def _metric_name(data: ReportData) -> tuple[str, str, str]:
+def metric_name(data: ReportData) -> tuple[str, str, str]:
     """How to name final/mAP: by the runs' test.metric (VOC07 unless they all say otherwise)."""
     col = "params.test.metric"
     metrics = set(data.runs[col].dropna()) if col in data.runs.columns else set()
@@ -61,11 +68,17 @@ def _metric_name(data: ReportData) -> tuple[str, str, str]:
     return METRIC_NAMES["voc07"]
 
 
-def ablation_table(data: ReportData) -> Table:
-    """Table 1: one row per variant with its settings, mAP over seeds, the paper and Δ baseline."""
+def ablation_table(data: ReportData, curves: pd.DataFrame | None = None) -> Table:
+    """Table 1: one row per variant with its settings, mAP over seeds, the paper, Δ baseline
+    and, when the runs have evaluation `curves` (curves.fetch_curves), Δ at equal training time."""
     variants = list(data.layout.variants)
     with_area = data.has_metric(MAP_AREA)
-    header, title, described = _metric_name(data)
+    curves = eval_curves.empty_curves() if curves is None else curves
+    equal_time = eval_curves.has_periodic(data, curves)
+    runs_curves = eval_curves.by_run(curves) if equal_time else {}
+    equal_time_notes: list[str] = []
+    clamped_any = False
+    header, title, described = metric_name(data)
     columns = [
         Column("Experiment", "l"),
         Column("Model", "l"),
@@ -82,6 +95,8 @@ def ablation_table(data: ReportData) -> Table:
         Column("paper", better="high"),
         Column("Δ vs baseline [95% CI]", better="high"),
     ]
+    if equal_time:
+        columns.append(Column(EQUAL_TIME_HEADER, better="high"))
     table = Table(
         key="ablation",
         title=f"Table 1: ablations ({title}, %)",
@@ -116,6 +131,21 @@ def ablation_table(data: ReportData) -> Table:
         else:
             baselines_used.add(base.name)
             row.append(delta_cell(paired_difference(data.by_seed(v, MAP), data.by_seed(base, MAP))))
+        if equal_time:
+            if base is None or base.name == v.name:
+                row.append(Cell(row[-1].text))  # "—" or "baseline", as the Δ column
+            else:
+                result = eval_curves.equal_time(data, runs_curves, v, base)
+                cell = delta_cell(result.diff)
+                if result.clamped and cell.text != MISSING:
+                    cell.text += "*"
+                    clamped_any = True
+                row.append(cell)
+                equal_time_notes += [
+                    f"`{v.name}` seed{'s' if len(seeds) > 1 else ''} "
+                    f"{', '.join(map(str, seeds))} ({reason})"
+                    for reason, seeds in result.missing.items()
+                ]
         table.add_row(row, new_group=new_group)
     table.mark_best()
     table.notes.append(STATS_NOTE)
@@ -130,31 +160,151 @@ def ablation_table(data: ReportData) -> Table:
     )
     if with_area:
         table.notes.append("AP (all-pt): VOC2010+ area under the precision envelope (%).")
+    table.notes += _equal_time_notes(equal_time, clamped_any, equal_time_notes)
     stand_ins = _stand_in_note(data, variants)
     if stand_ins:
         table.notes.append(stand_ins)
-    add_protocol_note(table, data, variants)
+    add_measured_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table
 
 
-def add_protocol_note(table: Table, data: ReportData, variants: list[Variant]) -> None:
-    """One note line with the test protocol of the table's finished runs; a loud warning (and a
-    log line) when they were tested under more than one, since their numbers do not compare."""
-    protocols = data.protocols(variants)
+EQUAL_TIME_HEADER = "Δ at baseline's time [95% CI]"
+
+
+def _equal_time_notes(shown: bool, clamped: bool, missing: list[str]) -> list[str]:
+    """What the equal-time column computes, its clamp mark, the seeds without a value; or why
+    the column is absent."""
+    if not shown:
+        return [
+            f"{EQUAL_TIME_HEADER}: not shown: no run logged two or more evaluations "
+            "(train.eval_period: 0 evaluates only at the end), so there is no mAP curve to read "
+            "at the baseline's training time, nor mAP-vs-iteration / training-time figures."
+        ]
+    notes = [
+        f"{EQUAL_TIME_HEADER}: per seed, the variant's test mAP when it had trained as long as "
+        "the same seed's baseline did in all (final/train_seconds: training iterations only, "
+        "evaluations and checkpoints excluded), read linearly between the variant's evaluations "
+        "(eval/mAP at eval/train_seconds), minus the baseline's final mAP; mean and 95% "
+        "Student-t interval over seeds as in Δ vs baseline. Pairs on different devices (or CPU "
+        "hosts) are not compared."
+    ]
+    if clamped:
+        notes.append(
+            "*: for some seed the baseline trained longer than the variant's last evaluation; "
+            "there the variant's final mAP is used (not extrapolated)."
+        )
+    if missing:
+        notes.append(f"{EQUAL_TIME_HEADER}, no value for: " + "; ".join(missing) + ".")
+    return notes
+
+
+NOT_RECORDED = "not recorded"
+# measured field -> (plural for its MIXED note, how a mixed field is warned about (None: not
+# here, the report warns once), how a value reads, how a missing value reads)
+_MEASURED: dict[str, tuple[str, str | None, Callable[[str], str], str]] = {
+    "data": ("Datasets", "measured on {n} datasets", "{} data".format, "dataset not recorded"),
+    "split": ("Test splits", "tested on {n} splits", "`{}` split".format, "split not recorded"),
+    "budget": (
+        "Iteration budgets",
+        "trained for {n} iteration budgets (train.max_iter)",
+        "{} iterations (train.max_iter)".format,
+        NOT_RECORDED,
+    ),
+    "profile": ("Profiles", None, "`{}`".format, NOT_RECORDED),
+}
+
+
+def _dataset_name(runs: pd.DataFrame) -> list[str | None]:
+    """'synthetic', or the format with the root's last folder: 'voc (VOC2007)'."""
+    formats = _column(runs, "params.dataset.format")
+    roots = _column(runs, "params.dataset.root")
+    out: list[str | None] = []
+    for fmt, root in zip(formats, roots, strict=True):
+        name = Path(str(root)).name if isinstance(root, str) and root else ""
+        out.append(
+            f"{fmt} ({name})" if isinstance(fmt, str) and fmt != "synthetic" and name else fmt
+        )
+    return out
+
+
+def _column(runs: pd.DataFrame, column: str) -> list[Any]:
+    return list(runs[column]) if column in runs.columns else [None] * len(runs)
+
+
+def _measured_values(groups: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, list[str]]]:
+    """Per measured field: value -> the names of the groups (variants) whose runs have it."""
+    getters = {
+        "protocol": lambda runs: _column(runs, "test_protocol"),
+        "data": _dataset_name,
+        "split": lambda runs: _column(runs, "params.dataset.test_split"),
+        "budget": lambda runs: _column(runs, "params.train.max_iter"),
+        "profile": lambda runs: _column(runs, "profile"),
+    }
+    out: dict[str, dict[str, list[str]]] = {key: {} for key in getters}
+    for name, runs in groups.items():
+        for key, get in getters.items():
+            missing = NO_PROTOCOL if key == "protocol" else NOT_RECORDED
+            for value in get(runs):
+                text = str(value) if isinstance(value, str) and value else missing
+                names = out[key].setdefault(text, [])
+                if name not in names:
+                    names.append(name)
+    return out
+
+
+def _listed(values: dict[str, list[str]]) -> str:
+    return "; ".join(
+        f"{value} ({', '.join(f'`{n}`' for n in names)})" for value, names in values.items()
+    )
+
+
+def add_measured_note(
+    table: Table,
+    data: ReportData,
+    variants: list[Variant],
+    groups: Mapping[str, pd.DataFrame] | None = None,
+) -> None:
+    """The 'Measured:' note line: dataset, split, test protocol, iteration budget and profile of
+    the table's finished runs. A field with several values reads MIXED, gets a note listing them
+    and, except the profile (warned once for the report), a loud warning: its rows do not
+    compare. `groups` (name -> runs) replaces the variants' finished runs (the search table's
+    trials)."""
+    if groups is None:
+        groups = {v.name: data.finished(v) for v in variants}
+    values = _measured_values(groups)
+    protocols = values["protocol"]
     if not protocols:
         return
-    if len(protocols) == 1:
-        table.notes.append(f"Test protocol: {next(iter(protocols))}.")
-        return
-    listed = "; ".join(
-        f"{protocol} ({', '.join(f'`{n}`' for n in names)})"
-        for protocol, names in protocols.items()
+
+    def clause(key: str) -> str:
+        found, (_, _, shown, missing) = values[key], _MEASURED[key]
+        if len(found) > 1:
+            return f"MIXED ({len(found)}, listed below)"
+        value = next(iter(found))
+        return missing if value == NOT_RECORDED else shown(value)
+
+    protocol = next(iter(protocols)) if len(protocols) == 1 else None
+    table.notes.append(
+        f"Measured: {clause('data')}, {clause('split')}; test protocol: "
+        f"{protocol or f'MIXED ({len(protocols)}, listed below)'}; iteration budget: "
+        f"{clause('budget')}; profile: {clause('profile')}."
     )
-    table.notes.append(f"Test protocols (MIXED, {len(protocols)}): {listed}.")
+    if protocol is None:
+        table.notes.append(f"Test protocols (MIXED, {len(protocols)}): {_listed(protocols)}.")
+        _warn(table, "TEST PROTOCOLS", f"tested under {len(protocols)} protocols")
+    for key, (plural, how, _, _) in _MEASURED.items():
+        found = values[key]
+        if len(found) > 1:
+            table.notes.append(f"{plural} (MIXED, {len(found)}): {_listed(found)}.")
+            if how is not None:
+                _warn(table, plural.upper(), how.format(n=len(found)))
+
+
+def _warn(table: Table, what: str, how: str) -> None:
     message = (
-        f"MIXED TEST PROTOCOLS in table '{table.key}': its runs were tested under "
-        f"{len(protocols)} protocols, so its rows do not compare (see the note)"
+        f"MIXED {what} in table '{table.key}': its runs were {how}, so its rows do not "
+        "compare (see the note)"
     )
     log.warning(message)
     table.warnings.append(message)
@@ -261,7 +411,7 @@ def multiscale_bbox_tables(data: ReportData) -> list[Table]:
         table.notes.append(STATS_NOTE)
         if used:
             table.notes.append("Cells use variants: " + "; ".join(used) + ".")
-        add_protocol_note(table, data, involved)
+        add_measured_note(table, data, involved)
         table.notes += data.exclusion_notes(involved)
         tables.append(table)
     return tables
@@ -280,8 +430,13 @@ def _device_summary(
 
 
 def cost_table(data: ReportData) -> Table:
-    """Training cost per trunk and device: sec/iter and peak memory, FRCN vs OHEM, and ratios."""
+    """Training cost per trunk and device: sec/iter and peak memory, FRCN vs OHEM, and ratios.
+
+    Memory is the training peak (allocated); when any run logged the CUDA caching allocator's
+    reserved peak, two reserved columns follow (— for CPU runs and runs from before it).
+    """
     variants = list(data.layout.variants)
+    reserved = data.has_metric(RESERVED_MEM)
     table = Table(
         key="cost",
         title="Training cost: FRCN vs OHEM (sec/iter, peak memory GB)",
@@ -299,6 +454,7 @@ def cost_table(data: ReportData) -> Table:
             Column("FRCN mem (GB)"),
             Column("OHEM mem (GB)"),
             Column("OHEM/FRCN"),
+            *([Column("FRCN reserved (GB)"), Column("OHEM reserved (GB)")] if reserved else []),
             Column(f"paper s/iter ({paper.COST_DEVICE})"),
             Column("paper mem (GB)"),
         ],
@@ -329,6 +485,11 @@ def cost_table(data: ReportData) -> Table:
                     mean_std_cell(o, 1.0, digits),
                     ratio_cell(o, h),
                 ]
+            if reserved:
+                cells += [
+                    mean_std_cell(_device_summary(data, v, RESERVED_MEM, device), 1.0, 2)
+                    for v in (heur, ohem)
+                ]
             ref_s, ref_m = paper.SEC_PER_ITER.get(model or ""), paper.PEAK_MEM_GB.get(model or "")
             cells += [
                 text_cell(f"{ref_s[0]} / {ref_s[1]}" if ref_s else None),
@@ -343,9 +504,16 @@ def cost_table(data: ReportData) -> Table:
         log.warning(message)
         table.warnings.append(message)
     table.notes.append(STATS_NOTE)
+    if reserved:
+        table.notes.append(
+            "mem: training peak allocated (CUDA: torch's max allocated; CPU: peak RSS), "
+            "evaluations excluded; reserved: the CUDA caching allocator's peak, what packing "
+            "trials on one GPU needs."
+        )
     table.notes.append("Paper columns: heuristic / OHEM.")
     if used:
         table.notes.append("Cells use variants: " + "; ".join(used) + ".")
+    add_measured_note(table, data, involved)
     table.notes += data.exclusion_notes(involved)
     return table
 
@@ -378,7 +546,7 @@ def per_class_table(data: ReportData) -> Table:
         row += [mean_cell(data.summary(v, AP_PREFIX + c)) for c in classes]
         table.add_row(row)
     table.mark_best()
-    add_protocol_note(table, data, variants)
+    add_measured_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table
 
@@ -413,6 +581,6 @@ def coco_table(data: ReportData) -> Table:
         "paper rows: COCO test-dev, VGG16, from the OHEM paper; +M: multi-scale train and test; "
         "*: trained on trainval. They are not ranked for bold."
     )
-    add_protocol_note(table, data, variants)
+    add_measured_note(table, data, variants)
     table.notes += data.exclusion_notes(variants)
     return table

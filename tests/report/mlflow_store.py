@@ -7,11 +7,19 @@ Layout of the known runs (mAP as logged, in [0, 1]):
 - ohem_vggm (VGGM, ohem, bg_lo 0): seeds 0, 1, 2 -> 0.55, 0.58, 0.58; seed 3 FAILED (NaN loss).
 - ohem_vgg16 (VGG16, ohem): seed 0 -> 0.65 measured on an H100; seed 1 PRUNED.
 - ohem_ms_vgg16 (VGG16, ohem, multi-scale train/test, iterative bbox): seeds 0, 1 -> 0.70, 0.72.
-The spec (write_spec) adds frcn_bglo0_vggm, which has no runs.
+The spec (write_spec) adds frcn_bglo0_vggm, which has no runs, and the claims of CLAIMS.
+Every finished run logs final/loss_per_roi_all = loss_value(variant, seed, 20) (OHEM half FRCN's)
+and an evaluation at each of fill_store's eval_steps (default EVAL_STEPS): eval/mAP =
+eval_map(final mAP, step), eval/train_seconds = sec_per_iter(variant, seed) * step, and
+final/train_seconds its last time. Equal-time cases against each row's baseline: ohem_vggm is
+read between (seeds 1, 2) and at (seed 0) its evaluations; ohem_vgg16 ran on another device;
+ohem_ms_vgg16 seed 0 is faster than frcn_vgg16 (clamped to its last evaluation), seed 1 first
+evaluates after frcn_vgg16 seed 1 finished.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +98,30 @@ BASE_PARAMS = {
     "input.scales": "[600]",
     "test.scales": "[600]",
     "test.iterative_bbox": "False",
+    "dataset.format": "synthetic",
+    "dataset.test_split": "test",
+    "train.max_iter": "120",
 }
+# Claims over the known runs, one per verdict path (hand-computed in tests/report/test_claims.py):
+# ohem_vggm - frcn_vggm = +5, +6, +4 points (seeds 0, 1, 2): mean 5, sd 1, 95% CI [+2.5, +7.5].
+CLAIMS = [
+    {"label": "OHEM beats FRCN (VGGM)", "variant": "ohem_vggm", "baseline": "frcn_vggm",
+     "expect": "better", "paper_delta": 2.4},
+    {"label": "OHEM is below FRCN (VGGM)", "variant": "ohem_vggm", "baseline": "frcn_vggm",
+     "expect": "worse"},
+    {"label": "OHEM within 1 of FRCN (VGGM)", "variant": "ohem_vggm", "baseline": "frcn_vggm",
+     "expect": "none", "margin": 1.0},
+    {"label": "OHEM within 10 of FRCN (VGGM)", "variant": "ohem_vggm", "baseline": "frcn_vggm",
+     "expect": "none", "margin": 10.0},
+    {"label": "OHEM within 6 of FRCN (VGGM)", "variant": "ohem_vggm", "baseline": "frcn_vggm",
+     "expect": "none", "margin": 6.0},
+    {"label": "OHEM beats FRCN (VGG16)", "variant": "ohem_vgg16", "baseline": "frcn_vgg16",
+     "expect": "better", "paper_delta": 2.7},
+    {"label": "Removing bg_lo hurts FRCN (VGGM)", "variant": "frcn_bglo0_vggm",
+     "baseline": "frcn_vggm", "expect": "worse", "paper_delta": -2.4},
+    {"label": "OHEM has lower loss per RoI (VGGM)", "variant": "ohem_vggm",
+     "baseline": "frcn_vggm", "expect": "better", "metric": "final/loss_per_roi_all"},
+]  # fmt: skip
 
 # In creation order; later runs of the same (variant, seed) supersede earlier ones.
 RUNS = [
@@ -124,6 +155,11 @@ COST = {
     ("ohem_vgg16", 0): (0.30, 7.0),
 }
 LOSS_STEPS = (0, 10, 20)
+EVAL_STEPS = (40, 80, 120)  # the evaluations of every finished run (the last one is final/mAP)
+EVAL_GAPS = (0.10, 0.04, 0.0)  # final mAP minus eval/mAP at each of EVAL_STEPS
+# seconds per iteration for eval/train_seconds where COST has none (or another is wanted)
+TRAIN_SEC_PER_ITER = {("ohem_ms_vgg16", 0): 0.40, ("ohem_ms_vgg16", 1): 1.60}
+DEFAULT_SEC_PER_ITER = 0.2
 # the ohem_tune.test_protocol tag of every known run (as evaluation.protocol writes it)
 PROTOCOL = "voc07 · NMS 0.3 · ≤2000 dets/image · score > 1e-05 · test split"
 
@@ -134,12 +170,28 @@ def loss_value(variant: str, seed: int, step: int) -> float:
     return scale * (1.0 + 0.1 * seed) / (1.0 + step / 10.0)
 
 
+def eval_map(final_map: float, step: int) -> float:
+    """The logged eval/mAP at one of EVAL_STEPS: rising to the run's final mAP."""
+    return final_map - EVAL_GAPS[EVAL_STEPS.index(step)]
+
+
+def sec_per_iter(variant: str, seed: int) -> float:
+    """Training seconds per iteration behind eval/train_seconds."""
+    cost = COST.get((variant, seed))
+    return TRAIN_SEC_PER_ITER.get((variant, seed), cost[0] if cost else DEFAULT_SEC_PER_ITER)
+
+
 def fill_store(
-    tracking_uri: str, experiment: str = EXPERIMENT, protocols: dict[str, str] | None = None
+    tracking_uri: str,
+    experiment: str = EXPERIMENT,
+    protocols: dict[str, str] | None = None,
+    eval_steps: Sequence[int] = EVAL_STEPS,
 ) -> list[str]:
     """Create the experiment with a parent run and the known trial runs; returns trial run ids.
 
     protocols: a test-protocol tag per variant instead of PROTOCOL ("" leaves the tag out).
+    eval_steps: the steps (of EVAL_STEPS) that log eval/mAP and eval/train_seconds; (120,) is a
+    run without periodic evaluations, () one from before eval/train_seconds was logged.
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -182,6 +234,13 @@ def fill_store(
                 Metric(K.LOSS_PER_ROI_ALL, loss_value(known.variant, known.seed, s), start, s)
                 for s in LOSS_STEPS
             ]
+            final_loss = loss_value(known.variant, known.seed, LOSS_STEPS[-1])
+            metrics.append(Metric(K.FINAL_LOSS_PER_ROI_ALL, final_loss, start, LOSS_STEPS[-1]))
+            spi = sec_per_iter(known.variant, known.seed)
+            metrics.append(Metric(K.FINAL_TRAIN_SECONDS, spi * EVAL_STEPS[-1], start, 0))
+            for step in eval_steps:
+                metrics.append(Metric(K.MAP, eval_map(known.map, step), start, step))
+                metrics.append(Metric(K.EVAL_TRAIN_SECONDS, spi * step, start, step))
         cost = COST.get((known.variant, known.seed))
         if cost is not None and known.status == "FINISHED":
             metrics += [
@@ -206,8 +265,11 @@ def fill_store(
     return ids
 
 
-def write_spec(path: Path, tables: list[str] | None = None) -> Path:
-    """A spec YAML naming the known variants plus one without runs (frcn_bglo0_vggm, 3rd row)."""
+def write_spec(
+    path: Path, tables: list[str] | None = None, claims: list[dict[str, Any]] | None = None
+) -> Path:
+    """A spec YAML naming the known variants plus one without runs (frcn_bglo0_vggm, 3rd row),
+    with `claims` (default: CLAIMS; [] for none)."""
     import yaml
 
     variants = []
@@ -223,5 +285,8 @@ def write_spec(path: Path, tables: list[str] | None = None) -> Path:
     tree: dict[str, Any] = {"name": EXPERIMENT, "variants": variants}
     if tables is not None:
         tree["report"] = {"tables": tables}
+    claims = CLAIMS if claims is None else claims
+    if claims:
+        tree["claims"] = claims
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path

@@ -85,7 +85,7 @@ def test_spec_table_set_is_respected_and_stale_files_removed(
     (out / EXPERIMENT).mkdir(parents=True)
     (out / EXPERIMENT / "table_cost.md").write_text("stale")
     result = build_report(str(spec), store, out=out, formats="md,tex")
-    assert [t.key for t in result.tables] == ["ablation"]
+    assert [t.key for t in result.tables] == ["claims", "ablation"]  # claims: whenever listed
     assert not (out / EXPERIMENT / "table_cost.md").exists()
 
 

@@ -169,3 +169,33 @@ def test_val_search_ranks_on_val_and_shows_test_beside_it(val_report) -> None:
     assert "test mAP (final/mAP)" in notes
     markdown = (val_report.out_dir / "table_search.md").read_text()
     assert "val mAP (selection) (%) | test mAP (%)" in markdown
+
+
+def test_search_table_says_what_was_measured(report) -> None:
+    from ohem_tune.report.data import NO_PROTOCOL
+
+    line = (
+        f"Measured: dataset not recorded, split not recorded; test protocol: {NO_PROTOCOL}; "
+        "iteration budget: 300 iterations (train.max_iter); profile: not recorded."
+    )
+    assert _search(report).notes.count(line) == 1
+
+
+def test_search_trials_of_mixed_budgets_are_named_in_the_note(report) -> None:
+    import pandas as pd
+
+    from ohem_tune.report.data import ReportData
+    from ohem_tune.report.layout import layout_from_runs
+    from ohem_tune.report.search import search_table, search_trials
+
+    runs = report.runs.copy()
+    runs.loc[runs["config_hash"] == "d4", "params.train.max_iter"] = "200"  # t04
+    runs.loc[runs["config_hash"] == "e5", "params.train.max_iter"] = "50"  # t05 failed: unused
+    data = ReportData(layout_from_runs(EXPERIMENT, runs), runs)
+    progress = pd.DataFrame({"run_id": [], "step": [], "value": []})
+    table = search_table(data, search_trials(data, progress))
+    measured = next(n for n in table.notes if n.startswith("Measured: "))
+    assert "iteration budget: MIXED (2, listed below)" in measured
+    note = next(n for n in table.notes if n.startswith("Iteration budgets (MIXED, 2): "))
+    assert "200 (`t04`)" in note and "`t05`" not in note and "50" not in note
+    assert any(w.startswith("MIXED ITERATION BUDGETS in table 'search'") for w in table.warnings)

@@ -143,15 +143,37 @@ def test_metric_column_follows_test_metric(built: ReportResult, spec_path) -> No
     assert table.title == "Table 1: ablations (COCO AP, %)"
 
 
-def test_protocol_note_under_each_metric_table(built: ReportResult) -> None:
+def test_measured_note_under_every_table(built: ReportResult) -> None:
     from tests.report.mlflow_store import PROTOCOL
 
-    line = f"- Test protocol: {PROTOCOL}."
-    for name in ("ablation", "multiscale_bbox", "per_class", "coco"):
+    line = (
+        f"- Measured: synthetic data, `test` split; test protocol: {PROTOCOL}; iteration budget: "
+        "120 iterations (train.max_iter); profile: `cpu_test`."
+    )
+    for name in ("claims", "ablation", "multiscale_bbox", "cost", "per_class", "coco"):
         text = (built.out_dir / f"table_{name}.md").read_text(encoding="utf-8")
         assert text.count(line) == 1, name
         assert "MIXED" not in text
     assert built.runs["test_protocol"].eq(PROTOCOL).all()  # read from the tag of every run
+
+
+def test_mixed_iteration_budgets_are_flagged_loudly(built: ReportResult, spec_path) -> None:
+    from ohem_tune.report.data import ReportData
+    from ohem_tune.report.layout import layout_from_spec
+    from ohem_tune.report.tables import ablation_table
+
+    runs = built.runs.copy()
+    runs.loc[runs["variant"] == "ohem_vgg16", "params.train.max_iter"] = "300"
+    runs.loc[runs["variant"] == "frcn_vgg16", "params.train.max_iter"] = None
+    table = ablation_table(ReportData(layout_from_spec(spec_path), runs))
+    measured = next(n for n in table.notes if n.startswith("Measured: "))
+    assert "iteration budget: MIXED (3, listed below)" in measured
+    assert (
+        "Iteration budgets (MIXED, 3): 120 (`frcn_vggm`, `ohem_vggm`, `ohem_ms_vgg16`); "
+        "not recorded (`frcn_vgg16`); 300 (`ohem_vgg16`)." in table.notes
+    )
+    assert any(w.startswith("MIXED ITERATION BUDGETS in table 'ablation'") for w in table.warnings)
+    assert "test protocol: voc07" in measured  # the fields that agree still read plainly
 
 
 def test_mixed_protocols_are_flagged_loudly(built: ReportResult, spec_path, caplog) -> None:
@@ -173,3 +195,32 @@ def test_mixed_protocols_are_flagged_loudly(built: ReportResult, spec_path, capl
     note = next(n for n in table.notes if n.startswith("Test protocols (MIXED, 3)"))
     assert f"{PROTOCOL} (`frcn_vggm`, `ohem_vggm`, `ohem_ms_vgg16`)" in note
     assert f"{other} (`ohem_vgg16`)" in note and f"{NO_PROTOCOL} (`frcn_vgg16`)" in note
+
+
+def test_cost_table_shows_reserved_memory_only_when_runs_logged_it(
+    built: ReportResult, spec_path
+) -> None:
+    from ohem_tune.report.data import ReportData
+    from ohem_tune.report.layout import layout_from_spec
+    from ohem_tune.report.tables import RESERVED_MEM, cost_table
+
+    layout = layout_from_spec(spec_path)
+    assert RESERVED_MEM not in built.runs.columns  # the known runs predate the metric
+    old = cost_table(ReportData(layout, built.runs))
+    assert not [c.header for c in old.columns if "reserved" in c.header]
+
+    runs = built.runs.copy()
+    runs[RESERVED_MEM] = float("nan")
+    runs.loc[runs["variant"] == "ohem_vgg16", RESERVED_MEM] = 9.5  # the H100 run (CUDA)
+    table = cost_table(ReportData(layout, runs))
+    headers = [c.header for c in table.columns]
+    assert headers[5:10] == [
+        "FRCN mem (GB)", "OHEM mem (GB)", "OHEM/FRCN", "FRCN reserved (GB)", "OHEM reserved (GB)"
+    ]  # fmt: skip
+    rows = _rows(table)
+    gpu = rows["VGG16/NVIDIA H100 80GB HBM3"]
+    assert gpu["OHEM reserved (GB)"] == "9.50 ± —" and gpu["OHEM mem (GB)"] == "7.00 ± —"
+    assert gpu["FRCN reserved (GB)"] == "—"
+    assert rows["VGG16/cpu"]["FRCN reserved (GB)"] == "—"  # CPU runs log no reserved peak
+    assert rows["VGGM/cpu"]["FRCN mem (GB)"] == "1.10 ± 0.10"  # the other columns unchanged
+    assert any("reserved: the CUDA caching allocator" in n for n in table.notes)
