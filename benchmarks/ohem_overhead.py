@@ -6,8 +6,15 @@ For each setting, on the same minibatches and the same model initialisation, one
   ohem         ours: no-grad ranking pass over all RoIs, then re-pool the selected with grad
   ohem_reuse   ours, variant: pool all RoIs once with grad, rank from it, index the selected
   naive        full autograd forward of pool + head over all RoIs, loss masked to the selected
-and, timed alone, the read-only RoI-head pass over all RoIs (pooling included). OHEM's floor =
-(heuristic + read-only pass) / heuristic: the one cost OHEM cannot avoid.
+  ohem_fast, ohem_lowrank, ohem_channels
+               OHEM with an approximate read-only pass (sampler.ranking: fast | lowrank |
+               channels, in --ranking-dtype; `ohem_lowrank@64` sets sampler.ranking_rank,
+               `ohem_channels@48:sr1` also sampler.ranking_sampling_ratio)
+and, timed alone, the read-only RoI-head pass over all RoIs (pooling included), exact and each
+approximate one. OHEM's floor = (heuristic + exact read-only pass) / heuristic: the one cost
+exact OHEM cannot avoid. Agreement (approximate methods): every round, on the method's own
+model and the round's minibatch, its selection against the exact pass's with the same dropout
+masks (Jaccard, and the ratio of mean exact losses), untimed.
 
 Timing (wall clock; `--clock cpu`: this process's CPU time, for a busy machine): methods run
 round-robin (one iteration each per round) so load drift hits all alike; medians are reported.
@@ -22,6 +29,8 @@ proposals per image, N = 2, B = 128, roi_pool; `cpu` = configs/local.yaml (small
 ~400 proposals per image, roi_align), on real minibatches of the synthetic small set.
 
     .venv/bin/python benchmarks/ohem_overhead.py --settings cpu,paper --iters 10
+    .venv/bin/python benchmarks/ohem_overhead.py --settings cpu,paper --threads 1 --clock cpu \
+        --methods heuristic,ohem,ohem_fast,ohem_lowrank,ohem_channels --iters 4
 """
 
 from __future__ import annotations
@@ -45,16 +54,42 @@ from ohem_tune.engine.step import forward_minibatch  # noqa: E402
 from ohem_tune.modeling import build_model  # noqa: E402
 from ohem_tune.modeling.matching import match_minibatch  # noqa: E402
 from ohem_tune.samplers import RankingPass, build_sampler  # noqa: E402
+from ohem_tune.samplers.ranking import agreement, build_ranking_pass  # noqa: E402
 from ohem_tune.solver import build_optimizer  # noqa: E402
+from ohem_tune.tracking_keys import RANKING_JACCARD, RANKING_LOSS_RATIO  # noqa: E402
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process)
 
-METHODS = {  # name -> (sampler, pool strategy)
-    "heuristic": ("heuristic", "repool"),
-    "ohem": ("ohem", "repool"),
-    "ohem_reuse": ("ohem", "reuse"),
-    "naive": ("ohem", "naive"),
+METHODS = {  # name -> (sampler, pool strategy, sampler.ranking)
+    "heuristic": ("heuristic", "repool", "exact"),
+    "ohem": ("ohem", "repool", "exact"),
+    "ohem_reuse": ("ohem", "reuse", "exact"),
+    "naive": ("ohem", "naive", "exact"),
+    "ohem_fast": ("ohem", "repool", "fast"),
+    "ohem_lowrank": ("ohem", "repool", "lowrank"),
+    "ohem_channels": ("ohem", "repool", "channels"),
 }
+RANKING_DTYPE = "bfloat16"  # --ranking-dtype: the approximate methods' matmul precision
+
+
+def parse_method(method: str) -> tuple[str, str, str, dict]:
+    """'ohem_channels@48:sr1' -> (sampler, strategy, ranking, {ranking_rank: 48,
+    ranking_sampling_ratio: 1}); @rank for lowrank / channels, :srN for any approximation."""
+    spec, _, ratio = method.partition(":")
+    name, _, rank = spec.partition("@")
+    if name not in METHODS:
+        raise SystemExit(f"--methods: unknown method '{name}'; choose from {', '.join(METHODS)}")
+    sampler, strategy, ranking = METHODS[name]
+    knobs: dict = {}
+    if rank:
+        if ranking not in ("lowrank", "channels"):
+            raise SystemExit(f"--methods: '{method}': only lowrank and channels take @rank")
+        knobs["ranking_rank"] = int(rank)
+    if ratio:
+        if ranking == "exact" or not ratio.startswith("sr"):
+            raise SystemExit(f"--methods: '{method}': ':srN' (e.g. :sr1) follows an approximation")
+        knobs["ranking_sampling_ratio"] = int(ratio[2:])
+    return sampler, strategy, ranking, knobs
 
 
 # ----------------------------------------------------------------------------- settings
@@ -124,9 +159,15 @@ class Runner:
     """One method's model + optimizer on a device, stepping through the shared batches."""
 
     def __init__(self, cfg: Config, num_classes: int, method: str, device: torch.device):
-        sampler_name, self.strategy = METHODS[method]
+        sampler_name, self.strategy, ranking, knobs = parse_method(method)
         cfg = cfg.model_copy(deep=True)
         cfg.sampler.name = sampler_name
+        if ranking != "exact":
+            cfg.sampler.ranking = ranking
+            cfg.sampler.ranking_dtype = RANKING_DTYPE
+            for key, value in knobs.items():
+                setattr(cfg.sampler, key, value)
+        self.approximate = ranking != "exact"
         torch.manual_seed(0)
         self.model = build_model(cfg, num_classes).to(device).train()
         self.optimizer = build_optimizer(self.model, cfg.solver)
@@ -146,16 +187,28 @@ class Runner:
         return CLOCK() - start
 
     def ranking_pass(self, batch: Minibatch) -> float:
-        """The read-only RoI-head pass over all RoIs alone (features computed beforehand)."""
+        """This method's read-only RoI-head pass over all RoIs alone (features computed first)."""
         with torch.no_grad():
             features = self.model.features(batch.images)
         targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
         norm = torch.zeros_like(targets.targets)
         _sync(self.device)
         start = CLOCK()
-        RankingPass(self.model, features, targets, norm, dropout=True).losses()
+        build_ranking_pass(self.cfg.sampler, self.model, features, targets, norm).losses()
         _sync(self.device)
         return CLOCK() - start
+
+    def agreement(self, batch: Minibatch) -> dict[str, float]:
+        """Jaccard and loss ratio of this method's selection vs the exact pass's (untimed)."""
+        with torch.no_grad():
+            features = self.model.features(batch.images)
+        fg_thresh = self.cfg.sampler.fg_thresh
+        targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
+        fg = (targets.labels > 0)[:, None].to(targets.targets.dtype)
+        norm = self.model.normalize_targets(targets.targets, targets.labels) * fg
+        approx = build_ranking_pass(self.cfg.sampler, self.model, features, targets, norm)
+        chosen = self.sampler.select(targets, approx).indices
+        return {k: float(v) for k, v in agreement(self.sampler, approx, chosen).items()}
 
 
 def _sync(device: torch.device) -> None:
@@ -181,6 +234,16 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def applicable(setting: str, methods: list[str]) -> list[str]:
+    """`methods` less ohem_channels where the setting pools with roi_pool (it needs roi_align)."""
+    if setting == "paper":  # roi_pool
+        skipped = [m for m in methods if parse_method(m)[2] == "channels"]
+        if skipped:
+            print(f"{setting}: skipping {', '.join(skipped)} (channels needs roi_align)")
+        return [m for m in methods if m not in skipped]
+    return methods
+
+
 def time_methods(
     setting: str, methods: list[str], iters: int, warmup: int, device: torch.device
 ) -> dict:
@@ -188,19 +251,33 @@ def time_methods(
     cfg, batches, k = build(n_batches)
     batches = [b.to(device) for b in batches]
     runners = {m: Runner(cfg, k, m, device) for m in methods}
-    times: dict[str, list[float]] = {m: [] for m in [*methods, "ranking_pass"]}
+    passes = ["ohem", *(m for m in methods if runners[m].approximate)]
+    times: dict[str, list[float]] = {m: [] for m in [*methods, *(f"pass:{m}" for m in passes)]}
+    agree: dict[str, list[dict[str, float]]] = {m: [] for m in passes[1:]}
     for r in range(warmup + iters):
         batch = batches[r % len(batches)]
         for name, runner in runners.items():
             t = runner.step(batch)
             if r >= warmup:
                 times[name].append(t)
-        t = runners["ohem"].ranking_pass(batch)
-        if r >= warmup:
-            times["ranking_pass"].append(t)
+        for name in passes:
+            t = runners[name].ranking_pass(batch)
+            if r >= warmup:
+                times[f"pass:{name}"].append(t)
+                if name != "ohem":
+                    agree[name].append(runners[name].agreement(batch))
     med = {k: statistics.median(v) for k, v in times.items()}
+    med["ranking_pass"] = med["pass:ohem"]
+    mean_agree = {
+        m: {key: statistics.mean(a[key] for a in v) for key in v[0]} for m, v in agree.items()
+    }
     rois = sum(r.shape[0] for r in batches[0].rois)
-    return {"median_s": med, "rois_per_batch": rois, "image_hw": list(batches[0].images.shape[2:])}
+    return {
+        "median_s": med,
+        "agreement": mean_agree,
+        "rois_per_batch": rois,
+        "image_hw": list(batches[0].images.shape[2:]),
+    }
 
 
 def memory_child(setting: str, method: str, iters: int, device: torch.device) -> dict:
@@ -231,6 +308,7 @@ def measure_memory(
     for method in methods:
         cmd = [sys.executable, __file__, "--child", setting, method, "--iters", str(iters)]
         cmd += ["--device", device.type, "--threads", str(torch.get_num_threads())]
+        cmd += ["--ranking-dtype", RANKING_DTYPE]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[method] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
@@ -243,11 +321,16 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
     work = {m: v["peak"] - v["base"] for m, v in memory.items()}
     rows = []
     for m in memory:
+        agree = timing["agreement"].get(m, {})
         rows.append(
             {
                 "method": m,
                 "sec_per_iter": round(med[m], 4),
                 "time_ratio": round(med[m] / heur, 3),
+                "floor_ratio": round(med[m] / heur / floor, 3),
+                "ranking_pass_s": round(med[f"pass:{m}"], 4) if f"pass:{m}" in med else None,
+                "jaccard": round(agree[RANKING_JACCARD], 3) if agree else None,
+                "loss_ratio": round(agree[RANKING_LOSS_RATIO], 4) if agree else None,
                 "mem_ratio_working": round(work[m] / work["heuristic"], 3),
                 "mem_ratio_total": round(memory[m]["peak"] / memory["heuristic"]["peak"], 3),
                 "peak_gb": round(memory[m]["peak"] / 2**30, 3),
@@ -259,6 +342,7 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "clock": "cpu" if CLOCK is time.process_time else "wall",
+        "ranking_dtype": RANKING_DTYPE,
         "rois_per_minibatch": timing["rois_per_batch"],
         "image_hw": timing["image_hw"],
         "ranking_pass_s": round(med["ranking_pass"], 4),
@@ -268,16 +352,26 @@ def report(setting: str, timing: dict, memory: dict[str, dict], device: torch.de
     }
     print(f"\n## {setting} ({summary['device']}, {summary['threads']} threads, "
           f"{summary['clock']} clock, {timing['rois_per_batch']} RoIs / 2 images "
-          f"{timing['image_hw']})")  # fmt: skip
-    print("| method | s/iter | time / heuristic | working mem / heuristic | peak / heuristic |")
-    print("| --- | --- | --- | --- | --- |")
+          f"{timing['image_hw']}; approximate passes in {RANKING_DTYPE})")  # fmt: skip
+    print("| method | s/iter | time / heuristic | time / exact floor | ranking pass s | "
+          "Jaccard | loss ratio | working mem / heuristic | peak / heuristic |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['method']} | {r['sec_per_iter']:.4f} | {r['time_ratio']:.3f} | "
-              f"{r['mem_ratio_working']:.3f} | {r['mem_ratio_total']:.3f} |")  # fmt: skip
+        cells = [
+            r["method"], f"{r['sec_per_iter']:.4f}", f"{r['time_ratio']:.3f}",
+            f"{r['floor_ratio']:.3f}", _cell(r["ranking_pass_s"], 4), _cell(r["jaccard"], 3),
+            _cell(r["loss_ratio"], 4), f"{r['mem_ratio_working']:.3f}",
+            f"{r['mem_ratio_total']:.3f}",
+        ]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
     print(f"read-only pass alone: {med['ranking_pass']:.4f} s; OHEM floor {floor:.3f}x; "
           f"OHEM / floor = {summary['ohem_vs_floor']:.3f} (target <= 1.10); "
           f"OHEM below naive: {med['ohem'] < med.get('naive', float('inf'))}")  # fmt: skip
     return summary
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def chunk_probe(setting: str, rois_per_image: int, device: torch.device) -> None:
@@ -322,6 +416,10 @@ def main() -> None:
         choices=["wall", "cpu"],
         help="cpu: this process's CPU seconds (robust on a busy machine; use with --threads 1)",
     )
+    parser.add_argument(
+        "--ranking-dtype", default="bfloat16", choices=["float32", "bfloat16"],
+        help="sampler.ranking_dtype of the approximate methods",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     parser.add_argument(
         "--chunk-probe", type=int, default=0, metavar="R",
@@ -335,7 +433,8 @@ def main() -> None:
     device = torch.device(name)
     if args.threads:
         torch.set_num_threads(args.threads)
-    global CLOCK
+    global CLOCK, RANKING_DTYPE
+    RANKING_DTYPE = args.ranking_dtype
     if args.clock == "cpu" and device.type == "cpu":
         CLOCK = time.process_time
     if args.child:
@@ -346,12 +445,15 @@ def main() -> None:
             chunk_probe(setting, args.chunk_probe, device)
         return
     methods = args.methods.split(",")
+    for method in methods:
+        parse_method(method)
     if methods[0] != "heuristic" or "ohem" not in methods:
         raise SystemExit("--methods must start with heuristic and include ohem")
     summaries = []
     for setting in args.settings.split(","):
-        timing = time_methods(setting, methods, args.iters, args.warmup, device)
-        memory = measure_memory(setting, methods, args.mem_iters, device)
+        these = applicable(setting, methods)
+        timing = time_methods(setting, these, args.iters, args.warmup, device)
+        memory = measure_memory(setting, these, args.mem_iters, device)
         summaries.append(report(setting, timing, memory, device))
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=1))

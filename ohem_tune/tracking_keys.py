@@ -31,6 +31,11 @@ FG_FRACTION = "train/fg_fraction"
 SELECTED_LOSS = "train/selected_loss_mean"  # mean ranking loss of the selected RoIs
 ALL_LOSS = "train/all_loss_mean"  # mean ranking loss of all RoIs (samplers that score all)
 NUM_SELECTED = "train/num_selected"
+# Every sampler.agreement_period iterations (approximate ranking passes): the exact pass re-run
+# on the same minibatch with the same dropout masks; Jaccard overlap of the two selected sets,
+# and mean exact ranking loss of the approximate selection / that of the exact selection.
+RANKING_JACCARD = "train/ranking_jaccard"
+RANKING_LOSS_RATIO = "train/ranking_loss_ratio"
 
 # eval/* (each evaluation)
 MAP = "eval/mAP"  # VOC07 11-point (or COCO AP when test.metric == coco)

@@ -36,6 +36,34 @@ class SamplerConfig(Section):
         "selected; 'auto' picks per device (see docs/training.md)",
     )
 
+    ranking: Literal["exact", "fast", "lowrank", "channels"] = Field(
+        "exact",
+        description="the read-only ranking pass of samplers that rank by loss: 'exact' (the "
+        "reference), 'fast' (the same maths with faster CPU kernels, optionally bf16), 'lowrank' "
+        "(fc6 on a rank-r basis of the minibatch's pooled features), 'channels' (roi_align "
+        "only: pool the top-r principal channels of the feature map); docs/training.md",
+    )
+    ranking_rank: int | None = Field(
+        None,
+        ge=1,
+        description="lowrank: basis size (default 128); channels: channels kept (default 48)",
+    )
+    ranking_sampling_ratio: int | None = Field(
+        None,
+        ge=1,
+        description="roi_align bilinear samples per bin side in an approximate ranking pass "
+        "(None: the model's, 2); 1 samples 4x fewer points",
+    )
+    ranking_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="matmul precision of an approximate ranking pass (not 'exact')"
+    )
+    agreement_period: int = Field(
+        0,
+        ge=0,
+        description="every K iterations also run the exact pass and log the selection's Jaccard "
+        "overlap and loss ratio (train/ranking_*); 0 = off",
+    )
+
     @model_validator(mode="after")
     def _ranges(self) -> SamplerConfig:
         if self.bg_lo >= self.bg_hi:
@@ -46,5 +74,41 @@ class SamplerConfig(Section):
                 self.max_rois_per_image,
                 f"only the all_rois sampler reads it (sampler.name is '{self.name}'); "
                 "remove it or set sampler.name: all_rois",
+            )
+        if self.ranking == "exact" and self.ranking_dtype != "float32":
+            raise FieldError(
+                "ranking_dtype",
+                self.ranking_dtype,
+                "the exact pass is the float32 reference; set sampler.ranking: fast for the "
+                "same maths in bfloat16",
+            )
+        if self.ranking_rank is not None and self.ranking not in ("lowrank", "channels"):
+            raise FieldError(
+                "ranking_rank",
+                self.ranking_rank,
+                f"only ranking: lowrank or channels reads it (sampler.ranking is "
+                f"'{self.ranking}'); remove it or choose one of those",
+            )
+        if self.ranking_sampling_ratio is not None and self.ranking == "exact":
+            raise FieldError(
+                "ranking_sampling_ratio",
+                self.ranking_sampling_ratio,
+                "the exact pass pools as the model does; set sampler.ranking to fast, lowrank or "
+                "channels, or remove it",
+            )
+        if self.agreement_period and self.ranking == "exact":
+            raise FieldError(
+                "agreement_period",
+                self.agreement_period,
+                "the agreement check compares an approximate ranking pass with the exact one; "
+                "sampler.ranking is 'exact' (set it to fast, lowrank or channels, or the "
+                "period to 0)",
+            )
+        if self.ranking != "exact" and self.pool_strategy == "reuse":
+            raise FieldError(
+                "ranking",
+                self.ranking,
+                "an approximate ranking pass pools on its own; use sampler.pool_strategy: "
+                "repool (or auto) with it",
             )
         return self

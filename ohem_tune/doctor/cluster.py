@@ -73,6 +73,7 @@ def joined_cluster(address: str) -> Iterator[None]:
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except Exception as exc:  # ConnectionError, auth errors, timeouts
+        ray.shutdown()  # a failed init leaves a half-made driver; later ray.init calls inherit it
         raise ConfigError(
             f"--address {address}: cannot connect to the Ray cluster ({exc}); pass the head's "
             "GCS address (HOST:6379), and export RAY_AUTH_MODE=token (with its token) when the "

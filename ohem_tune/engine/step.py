@@ -21,10 +21,12 @@ from typing import Literal, Protocol
 import torch
 
 from ohem_tune.data.records import Minibatch
+from ohem_tune.errors import ConfigError
 from ohem_tune.modeling.fast_rcnn import FastRCNN
 from ohem_tune.modeling.losses import fast_rcnn_loss, per_roi_losses
 from ohem_tune.modeling.matching import RoITargets, match_minibatch
 from ohem_tune.samplers.base import RankingPass, RoISampler
+from ohem_tune.samplers.ranking import ApproximatePass, agreement, build_ranking_pass
 from ohem_tune.tracking_keys import ALL_LOSS, LOSS_PER_ROI_ALL, SELECTED_LOSS
 
 PoolStrategy = Literal["repool", "reuse", "naive"]
@@ -78,11 +80,13 @@ def forward_minibatch(
     score_all: bool = False,
     chunk_size: int | None = None,
     clock: Clock | None = None,
+    iteration: int | None = None,
 ) -> StepOutput:
     """Forward one minibatch; `score_all` also computes the mean loss over all RoIs (metric).
 
     `clock` sees the ranking pass of samplers that rank by loss as phase "ranking" (the
-    heuristic's metric-only pass on log iterations stays in "forward").
+    heuristic's metric-only pass on log iterations stays in "forward"). `iteration` (1-based)
+    times the agreement check of an approximate ranking pass (sampler.agreement_period).
     """
     features = model.features(batch.images)
     targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
@@ -100,8 +104,20 @@ def forward_minibatch(
         if ranks and pool_strategy == "reuse":
             pooled_all = model.pool(features, targets.rois)
         mark = clock.mark if clock is not None and ranks else None
-        ranking = RankingPass(
-            model, features, targets, norm_targets, ranking_dropout, pooled_all, chunk_size, mark
+        if ranks and pooled_all is None:  # sampler.ranking: exact or an approximation
+            ranking = build_ranking_pass(
+                sampler.cfg, model, features, targets, norm_targets, ranking_dropout,
+                chunk_size, mark,
+            )  # fmt: skip
+        else:
+            ranking = RankingPass(
+                model, features, targets, norm_targets, ranking_dropout, pooled_all, chunk_size,
+                mark,
+            )  # fmt: skip
+    if not ranks and sampler.cfg.ranking != "exact":
+        raise ConfigError(
+            f"sampler.ranking: '{sampler.cfg.ranking}' needs a sampler that ranks by loss "
+            f"(e.g. ohem); sampler.name is '{sampler.cfg.name}'"
         )
 
     chosen = sampler.select(targets, ranking)
@@ -117,6 +133,10 @@ def forward_minibatch(
 
     stats = dict(chosen.stats)
     stats[SELECTED_LOSS] = per_roi.mean() if per_roi.numel() else 0.0
+    period = sampler.cfg.agreement_period
+    due = period and (iteration is None or iteration % period == 0)  # None: every call
+    if isinstance(ranking, ApproximatePass) and due:
+        stats.update(agreement(sampler, ranking, idx))
     if score_all or getattr(ranking, "computed", False):
         lc, lb = ranking.losses()
         total = lc + lb

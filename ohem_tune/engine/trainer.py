@@ -316,6 +316,7 @@ class Trainer:
                     cfg.sampler.ranking_dropout,
                     score_all=log_now,
                     clock=clock,
+                    iteration=self.iteration + 1,
                 )
             clock.mark("forward")
             self.scaler.scale(out.loss / iter_size).backward()

@@ -93,6 +93,7 @@ def connect_ray(address: str | None, resources_gpu: float) -> bool:
                 runtime_env=runtime_env,
             )
     except Exception as exc:  # ConnectionError, auth errors, timeouts
+        ray.shutdown()  # a failed init leaves a half-made driver; later ray.init calls inherit it
         if address:
             raise ConfigError(
                 f"--address {address}: cannot connect to the Ray cluster ({exc}). Start it with "

@@ -65,7 +65,14 @@ def test_paper_ablation_expands_to_rows_times_seeds_with_distinct_ids():
 
 
 @pytest.mark.parametrize(
-    "name", ["paper_ablation.yaml", "paper_multiscale_bbox.yaml", "ohem_hpo.yaml", "smoke.yaml"]
+    "name",
+    [
+        "paper_ablation.yaml",
+        "paper_multiscale_bbox.yaml",
+        "ohem_hpo.yaml",
+        "smoke.yaml",
+        "ohem_fast.yaml",
+    ],
 )
 def test_shipped_specs_validate_in_every_profile(name):
     spec = load_spec(SPACES / name)
