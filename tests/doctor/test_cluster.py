@@ -31,6 +31,7 @@ from ohem_tune.doctor.cluster import (
     storage_row,
     tracking_row,
 )
+from ohem_tune.doctor.rows import Row
 from ohem_tune.modeling import build_model
 from ohem_tune.spec.schema import ResourcesSpec
 
@@ -180,17 +181,34 @@ def ray_head(monkeypatch: pytest.MonkeyPatch):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+# Joining a token-auth cluster sets process-wide Ray auth state that outlives ray.shutdown()
+# (later local Rays in the same pytest process then lose their workers), so the doctor joins
+# from a child process, as `ohem-tune doctor` does from its own.
+_JOIN = """
+import dataclasses, json, sys
+import ray
+from ohem_tune.doctor.checks import run_checks
+spec, address, uri, storage = sys.argv[1:5]
+rows = run_checks(spec, address=address, tracking_uri=uri, storage_path=storage)
+print(json.dumps({"rows": [dataclasses.asdict(r) for r in rows], "joined": ray.is_initialized()}))
+"""
+
+
 @pytest.mark.slow
 def test_doctor_joins_a_cluster_checks_storage_and_leaves(ray_head: str, tmp_path: Path):
+    import json
+
     import ray
 
     storage = tmp_path / "results"
-    rows = run_checks(
-        ROOT / "search_spaces" / "smoke.yaml",
-        address=ray_head,
-        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-        storage_path=storage,
-    )
+    args = [ROOT / "search_spaces" / "smoke.yaml", ray_head, f"sqlite:///{tmp_path}/mlflow.db"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _JOIN, *map(str, args), str(storage)],
+        env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = [Row(**r) for r in result["rows"]]
     by = {r.check: r for r in rows}
     assert by["Ray"].detail.startswith(f"{ray_head}: Ray {ray.__version__}, 1 alive node(s)")
     (node,) = [r for r in rows if r.check.startswith("Ray node ")]
@@ -200,5 +218,5 @@ def test_doctor_joins_a_cluster_checks_storage_and_leaves(ray_head: str, tmp_pat
     assert by["shared storage"].detail.startswith(f"{storage}: all 1 Ray node(s)")
     assert by["MLflow tracking"].status == "ok"
     assert exit_code(rows) == 0, [r for r in rows if r.status == "fail"]
-    assert not ray.is_initialized()  # disconnected; the cluster itself is the fixture's
+    assert not result["joined"]  # disconnected; the cluster itself is the fixture's
     assert not [p for p in storage.iterdir() if p.name.startswith(".ohem_tune_storage")]
