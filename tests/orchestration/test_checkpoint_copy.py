@@ -68,7 +68,11 @@ def test_a_checkpoint_is_copied_once_into_tune_storage(tmp_path):
         trials_dir=str(tmp_path / "trials"),
         payloads=[],
     )
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
     os.environ["RAY_TMPDIR"] = ray_tmp
+    # Ray keeps a process's first auth mode for every later ray.init in it: use the one the
+    # other in-process local Rays of the suite use (test_run.py's fixture), not token auth.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(
         num_cpus=1,
         include_dashboard=False,
@@ -83,7 +87,11 @@ def test_a_checkpoint_is_copied_once_into_tune_storage(tmp_path):
         ).fit()
     finally:
         ray.shutdown()
-        os.environ.pop("RAY_TMPDIR", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(ray_tmp, ignore_errors=True)
         leftovers = list(trial_tmp.iterdir())
         shutil.rmtree(trial_tmp, ignore_errors=True)
