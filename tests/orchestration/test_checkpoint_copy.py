@@ -18,6 +18,7 @@ import pytest
 
 from ohem_tune.orchestration import tracking
 from ohem_tune.orchestration.cluster import WORKER_ENV
+from tests.orchestration.local_ray import local_ray_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,33 +69,24 @@ def test_a_checkpoint_is_copied_once_into_tune_storage(tmp_path):
         trials_dir=str(tmp_path / "trials"),
         payloads=[],
     )
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
-    os.environ["RAY_TMPDIR"] = ray_tmp
-    # Ray keeps a process's first auth mode for every later ray.init in it: use the one the
-    # other in-process local Rays of the suite use (test_run.py's fixture), not token auth.
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(
-        num_cpus=1,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {**WORKER_ENV, "TMPDIR": str(trial_tmp)}},
-    )
-    try:
-        grid = tune.Tuner(
-            tune.with_parameters(trial, ctx=ctx),
-            param_space={"out_dir": str(tmp_path / "trials" / "t0")},
-            run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0),
-        ).fit()
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-        leftovers = list(trial_tmp.iterdir())
-        shutil.rmtree(trial_tmp, ignore_errors=True)
+    with local_ray_env(ray_tmp):
+        ray.init(
+            num_cpus=1,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {**WORKER_ENV, "TMPDIR": str(trial_tmp)}},
+        )
+        try:
+            grid = tune.Tuner(
+                tune.with_parameters(trial, ctx=ctx),
+                param_space={"out_dir": str(tmp_path / "trials" / "t0")},
+                run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0),
+            ).fit()
+        finally:
+            ray.shutdown()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+            leftovers = list(trial_tmp.iterdir())
+            shutil.rmtree(trial_tmp, ignore_errors=True)
     result = grid[0]
     assert result.error is None, result.error
     assert result.metrics["tmp_dev"] == os.stat(SHM).st_dev  # the trial's temp dir was on tmpfs

@@ -23,6 +23,7 @@ from ohem_tune.orchestration.cluster import WORKER_ENV
 from ohem_tune.orchestration.driver import run_plan
 from ohem_tune.orchestration.plan import make_plan
 from ohem_tune.orchestration.summary import print_summary
+from tests.orchestration.local_ray import local_ray_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,26 +37,19 @@ def ray_cluster():
     import ray
 
     tmp = tempfile.mkdtemp(prefix="ot", dir="/tmp")  # short: Ray's socket paths are length-capped
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
-    os.environ["RAY_TMPDIR"] = tmp
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # the CLI subprocesses below join without a token
-    ray.init(
-        num_cpus=2,
-        num_gpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": WORKER_ENV},
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(tmp, ignore_errors=True)
+    with local_ray_env(tmp):  # the CLI subprocesses below join without a token
+        ray.init(
+            num_cpus=2,
+            num_gpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": WORKER_ENV},
+        )
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def spec_file(tmp_path: Path, **changes) -> Path:
