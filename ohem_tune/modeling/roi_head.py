@@ -6,13 +6,17 @@ import torch
 import torch.nn as nn
 from torchvision.ops import roi_align, roi_pool
 
+from ohem_tune.modeling.roi_align_grad import roi_align_separable
+
 
 class RoIPooler(nn.Module):
     """Pools (R, 5) [batch_idx, x1, y1, x2, y2] inclusive-pixel RoIs to (R, C, P, P).
 
     roi_pool follows Caffe's RoIPooling (rounded corners, inclusive end), so inclusive
     coordinates go in unchanged. roi_align (aligned=True) samples continuous coordinates
-    in which pixel i covers [i, i + 1), so the far corner is passed as x2 + 1.
+    in which pixel i covers [i, i + 1), so the far corner is passed as x2 + 1. On CPU, a
+    roi_align whose features need a gradient uses the separable backward (roi_align_grad.py):
+    same forward, backward 6-11x cheaper than torchvision's CPU kernel.
     """
 
     def __init__(self, op: str, output_size: int, spatial_scale: float, sampling_ratio: int = 2):
@@ -30,6 +34,10 @@ class RoIPooler(nn.Module):
             return roi_pool(features, rois, self.output_size, self.spatial_scale)
         boxes = rois.clone()
         boxes[:, 3:5] += 1.0
+        if features.device.type == "cpu" and features.requires_grad and self.sampling_ratio > 0:
+            return roi_align_separable(
+                features, boxes, self.output_size, self.spatial_scale, self.sampling_ratio
+            )
         return roi_align(
             features,
             boxes,
