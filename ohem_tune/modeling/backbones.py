@@ -77,10 +77,17 @@ def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module
 
 @_register("vgg16")
 def vgg16() -> Trunk:
-    """torchvision VGG16 `features` up to relu5_3 (stride 16, 512 channels); conv1-2 frozen."""
+    """torchvision VGG16 `features` up to relu5_3 (stride 16, 512 channels); conv1-2 frozen.
+
+    Its four max pools round up, as Caffe's pooling in Fast R-CNN's VGG16 prototxt does (a
+    600 x 1000 image gives a 38 x 63 map, not torchvision's 37 x 62); same weights either way.
+    """
     from torchvision.models import vgg16 as tv_vgg16
 
     body = tv_vgg16(weights=None).features[:30]
+    for layer in body:
+        if isinstance(layer, nn.MaxPool2d):
+            layer.ceil_mode = True
     # Stage = conv block; indices of torchvision's VGG16 feature layers (pool layers dropped at 30).
     blocks = [[0, 2], [5, 7], [10, 12, 14], [17, 19, 21], [24, 26, 28]]
     return Trunk(body, 512, 16, [[str(i) for i in b] for b in blocks], default_freeze_at=2)

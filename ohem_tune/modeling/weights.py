@@ -5,15 +5,18 @@ ConfigError naming the file, the key, both shapes and the fix. Keys with no coun
 torchvision's ImageNet classifier) are skipped and counted in ONE summary line, logged at WARNING
 so it reaches the console of `ohem-tune train` and a Ray trial's stderr:
 
-    model.weights FILE (caffe): trunk 10/10, roi_head 4/8 tensors loaded; 2 source tensors
-    unmatched (fc8.weight, fc8.bias)
+    model.weights FILE (caffe, SHA-256 0123456789ab): trunk 10/10, roi_head 4/8 tensors
+    loaded; 2 source tensors unmatched (fc8.weight, fc8.bias)
 
+The pixel convention follows the weights (model.weights_format). A file with Caffe blob names,
+or a published release known by its SHA-256 (KNOWN_RELEASES), under another format is an error.
 Caffe-converted weights keep their own conv1 channel order: with model.weights_format caffe the
 image is fed BGR (see ohem_tune.data.transforms), so conv1 is loaded as it is, never reordered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -64,8 +67,35 @@ _CAFFE_NAMES: dict[str, str] = {
     "vgg_cnn_m_1024": r"^(conv\d|fc[678])\.",
 }
 
+# Published releases whose pixel convention is known, by the start of the file's SHA-256 (the
+# digits torchvision puts in its file names): loading one under another model.weights_format
+# would feed it pixels it was never trained on, with nothing else to show for it.
+KNOWN_RELEASES: dict[str, tuple[str, str]] = {
+    "397923af": ("torchvision", "torchvision's ImageNet VGG16 (vgg16-397923af.pth)"),
+}
+
 # Tensors that depend on the number of classes: a file trained for other classes skips them.
 _CLASS_SPECIFIC = ("roi_head.cls_score.", "roi_head.bbox_pred.", "bbox_means", "bbox_stds")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 8 MiB blocks (~0.5 s for VGG16's 528 MiB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_known_release(path: Path, sha256: str, weights_format: str) -> None:
+    """A published file under another pixel convention than its own is a ConfigError."""
+    for prefix, (fmt, what) in KNOWN_RELEASES.items():
+        if sha256.startswith(prefix) and weights_format != fmt:
+            raise ConfigError(
+                f"model.weights: {path} is {what}, trained on {fmt} pixels, but "
+                f"model.weights_format is {weights_format}; set model.weights_format: {fmt} "
+                f"(docs/training.md, 'Input conventions') or give a {weights_format} file"
+            )
 
 
 def _rename(key: str, backbone: str) -> str:
@@ -87,6 +117,7 @@ class LoadSummary:
 
     path: Path
     weights_format: str
+    sha256: str = ""
     loaded: dict[str, int] = field(default_factory=dict)
     total: dict[str, int] = field(default_factory=dict)
     unmatched: list[str] = field(default_factory=list)  # source keys with no counterpart
@@ -102,7 +133,8 @@ class LoadSummary:
         groups = ", ".join(
             f"{g} {self.loaded.get(g, 0)}/{n}" for g, n in self.total.items() if g != "other"
         )
-        text = f"model.weights {self.path} ({self.weights_format}): {groups} tensors loaded"
+        digest = f", SHA-256 {self.sha256[:12]}" if self.sha256 else ""
+        text = f"model.weights {self.path} ({self.weights_format}{digest}): {groups} tensors loaded"
         if self.unmatched:
             shown = ", ".join(self.unmatched[:4]) + (", ..." if len(self.unmatched) > 4 else "")
             text += f"; {len(self.unmatched)} source tensors unmatched ({shown})"
@@ -146,6 +178,8 @@ def load_pretrained(
             f"model.weights: file not found: {path}; give a local state-dict file "
             "(torchvision naming accepted) or remove model.weights to train from scratch"
         )
+    sha256 = file_sha256(path)
+    _check_known_release(path, sha256, weights_format)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code objects, ...
@@ -165,7 +199,7 @@ def load_pretrained(
             )
     own = model.state_dict()
     pooled = getattr(getattr(model, "pooler", None), "output_size", None)
-    summary = LoadSummary(path, weights_format)
+    summary = LoadSummary(path, weights_format, sha256)
     for name in own:
         summary.total[_group(name)] = summary.total.get(_group(name), 0) + 1
     loaded: dict[str, torch.Tensor] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ from torchvision.transforms import functional as TF
 from ohem_tune.config import build_config
 from ohem_tune.data.transforms import prepare_image, resolve_input_convention
 from ohem_tune.errors import ConfigError
-from ohem_tune.modeling import build_model
-from ohem_tune.modeling.weights import _VGG16_CAFFE_CONVS, _rename
+from ohem_tune.modeling import build_model, weights
+from ohem_tune.modeling.weights import _VGG16_CAFFE_CONVS, _rename, file_sha256
 
 H, W = 64, 80  # short side 64 = the scale used below: no resize, same tensor on both sides
 
@@ -64,7 +65,9 @@ def test_torchvision_vgg16_features_match_torchvision(tv_vgg16, caplog):
     # one summary line: all 26 trunk tensors, fc6/fc7 of the head, classifier.6 unmatched
     lines = [r.getMessage() for r in caplog.records if r.name == "ohem_tune.modeling.weights"]
     assert len(lines) == 1
-    assert "(torchvision): trunk 26/26, roi_head 4/8 tensors loaded" in lines[0]
+    assert re.search(
+        r"\(torchvision, SHA-256 [0-9a-f]{12}\): trunk 26/26, roi_head 4/8 tensors loaded", lines[0]
+    )
     assert "2 source tensors unmatched (classifier.6.weight, classifier.6.bias)" in lines[0]
 
 
@@ -128,7 +131,9 @@ def test_caffe_vgg16_bgr_matches_the_rgb_model(tv_vgg16, tmp_path: Path, caplog)
         caffe = _ours(caffe_cfg, image)
     assert resolve_input_convention(build_config(caffe_cfg)).channel_order == "BGR"
     assert _rel_err(caffe, ref) < 1e-5
-    assert "(caffe): trunk 26/26, roi_head 0/8 tensors loaded" in caplog.text
+    assert re.search(
+        r"\(caffe, SHA-256 [0-9a-f]{12}\): trunk 26/26, roi_head 0/8 tensors", caplog.text
+    )
     # the BGR model on the RGB input would differ: the test can fail
     assert _rel_err(_ours({**caffe_cfg, "input": {"channel_order": "RGB"}}, image), ref) > 1e-3
 
@@ -248,3 +253,26 @@ def test_checkpoint_keeps_the_convention_it_trained_with(tmp_path: Path):
     assert loaded.model.weights is None
     assert resolve_input_convention(loaded) == resolve_input_convention(cfg)
     assert resolve_input_convention(loaded).pixel_range == 1
+
+
+def test_a_known_release_under_another_pixel_convention_is_refused(tv_vgg16, monkeypatch):
+    # torchvision's VGG16 (SHA-256 397923af...) is 528 MiB: a stand-in file is registered under
+    # its own digest the same way, and the real entry is checked to be there
+    assert weights.KNOWN_RELEASES["397923af"][0] == "torchvision"
+    _, path = tv_vgg16
+    digest = file_sha256(path)
+    monkeypatch.setitem(weights.KNOWN_RELEASES, digest[:8], ("torchvision", "a test release"))
+    caffe = {"model": {"backbone": "vgg16", "weights": str(path), "weights_format": "caffe"}}
+    with pytest.raises(ConfigError, match="set model.weights_format: torchvision") as err:
+        build_model(build_config(caffe), 2)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    build_model(build_config({"model": {"backbone": "vgg16", "weights": str(path)}}), 2)
+
+
+def test_vgg16_pools_round_up_as_caffe():
+    # Caffe's pooling: out = ceil((in - 2) / 2) + 1; 50 x 70 -> 25x35 -> 13x18 -> 7x9 -> 4x5
+    # (torchvision's floor would give 3 x 4: the last row and column of pixels lost)
+    cfg = build_config({"model": {"backbone": "vgg16", "fc_dim": 16}})
+    model = build_model(cfg, 2).eval()
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 3, 50, 70)).shape[-2:] == (4, 5)

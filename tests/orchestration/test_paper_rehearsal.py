@@ -99,8 +99,7 @@ SCALE = [
     "train.log_period=1",
     "train.checkpoint_period=3",
     "dataset.num_workers=0",
-    "model.weights_format=torchvision",
-]
+]  # model.weights_format as the profile leaves it: torchvision for VGG16, as the file is
 
 
 def test_paper_profile_rehearsal_runs_end_to_end_and_reports(paper_workdir: Path):

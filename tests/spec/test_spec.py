@@ -65,6 +65,19 @@ def test_paper_ablation_expands_to_rows_times_seeds_with_distinct_ids():
 
 
 @pytest.mark.parametrize(
+    "name", ["paper_ablation.yaml", "paper_multiscale_bbox.yaml", "ohem_hpo.yaml", "ohem_fast.yaml"]
+)
+def test_paper_profiles_follow_each_trunks_weights_and_test_one_image_at_a_time(name):
+    # VGG16 rows read torchvision's vgg16-397923af.pth (what `data prepare` lays at vgg16.pth),
+    # VGG_CNN_M_1024 rows the Caffe-converted model: each row's pixels follow its own weights
+    for trial in load_spec(SPACES / name).expand(profile="paper"):
+        model = trial.config.model
+        want = {"vgg16": "torchvision", "vgg_cnn_m_1024": "caffe"}[model.backbone]
+        assert model.weights_format == want, (trial.variant, model.weights_format)
+        assert trial.config.test.batch_images == 1  # as test_net.py: no zero padding
+
+
+@pytest.mark.parametrize(
     "name",
     [
         "paper_ablation.yaml",
