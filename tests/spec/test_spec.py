@@ -75,6 +75,7 @@ def test_paper_profiles_follow_each_trunks_weights_and_test_one_image_at_a_time(
         want = {"vgg16": "torchvision", "vgg_cnn_m_1024": "caffe"}[model.backbone]
         assert model.weights_format == want, (trial.variant, model.weights_format)
         assert trial.config.test.batch_images == 1  # as test_net.py: no zero padding
+        assert trial.config.test.max_images is None  # the whole test split, as the paper
 
 
 @pytest.mark.parametrize(
