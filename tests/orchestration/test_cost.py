@@ -31,6 +31,14 @@ def test_cost_grows_with_iterations_and_ohem_costs_more():
     assert long.train_seconds == pytest.approx(2 * short.train_seconds)
 
 
+def test_approximate_ranking_is_priced_between_the_heuristic_and_exact_ohem_on_cpu():
+    small = {"backbone": "small_vgg16"}
+    frcn = estimate_trial(cfg(model=small), CPU)
+    exact = estimate_trial(cfg(model=small, sampler={"name": "ohem"}), CPU)
+    approx = estimate_trial(cfg(model=small, sampler={"name": "ohem", "ranking": "channels"}), CPU)
+    assert frcn.sec_per_iter < approx.sec_per_iter < exact.sec_per_iter
+
+
 def test_gpu_estimate_keeps_the_papers_ohem_over_heuristic_ratio():
     frcn = estimate_trial(cfg(model={"backbone": "vgg16"}), GPU)
     ohem = estimate_trial(cfg(model={"backbone": "vgg16"}, sampler={"name": "ohem"}), GPU)
