@@ -101,3 +101,18 @@ def test_missing_file_and_invalid_yaml(tmp_path: Path) -> None:
         load_config(broken)
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "vgg16_voc07.yaml", "vggm_voc07.yaml"])
+def test_shipped_configs_validate(name):
+    from pathlib import Path
+
+    from ohem_tune.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    if cfg.dataset.format == "voc":  # the paper configs: data prepare's layout, the paper protocol
+        from ohem_tune.data.prepare import WEIGHTS
+
+        assert cfg.model.weights == Path("data") / WEIGHTS[cfg.model.backbone]
+        assert (cfg.test.max_per_image, cfg.test.score_thresh) == (2000, 0.00001)
+        assert (cfg.test.detections_per, cfg.test.batch_images) == ("image", 1)
