@@ -13,10 +13,11 @@ import torchvision
 from torchvision.transforms import functional as TF
 
 from ohem_tune.config import build_config
+from ohem_tune.data.prepare import file_digest
 from ohem_tune.data.transforms import prepare_image, resolve_input_convention
 from ohem_tune.errors import ConfigError
 from ohem_tune.modeling import build_model, weights
-from ohem_tune.modeling.weights import _VGG16_CAFFE_CONVS, _rename, file_sha256
+from ohem_tune.modeling.weights import _VGG16_CAFFE_CONVS, _rename
 
 H, W = 64, 80  # short side 64 = the scale used below: no resize, same tensor on both sides
 
@@ -260,7 +261,7 @@ def test_a_known_release_under_another_pixel_convention_is_refused(tv_vgg16, mon
     # its own digest the same way, and the real entry is checked to be there
     assert weights.KNOWN_RELEASES["397923af"][0] == "torchvision"
     _, path = tv_vgg16
-    digest = file_sha256(path)
+    digest = file_digest(path, "sha256")
     monkeypatch.setitem(weights.KNOWN_RELEASES, digest[:8], ("torchvision", "a test release"))
     caffe = {"model": {"backbone": "vgg16", "weights": str(path), "weights_format": "caffe"}}
     with pytest.raises(ConfigError, match="set model.weights_format: torchvision") as err:
