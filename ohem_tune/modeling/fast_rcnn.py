@@ -48,9 +48,13 @@ class FastRCNN(nn.Module):
         """(R, 5) [batch_idx, x1, y1, x2, y2] in resized-image pixels -> (R, C, P, P)."""
         return self.pooler(features, rois)
 
-    def head(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R, C, P, P) -> cls logits (R, K+1) and normalised deltas (R, 4 * (K+1))."""
-        return self.roi_head(pooled)
+    def head(
+        self, pooled: torch.Tensor, readonly: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, C, P, P) -> cls logits (R, K+1) and normalised deltas (R, 4 * (K+1)).
+
+        `readonly`: a no-grad pass (OHEM's ranking); see FastRCNNHead.forward."""
+        return self.roi_head(pooled, readonly=readonly)
 
     def forward(
         self, images: torch.Tensor, rois: torch.Tensor

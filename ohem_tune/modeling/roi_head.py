@@ -71,8 +71,32 @@ class FastRCNNHead(nn.Module):
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
 
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pooled: torch.Tensor, readonly: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`readonly`: a no-grad pass (OHEM's ranking), dropout drawn by `readonly_dropout`."""
         x = pooled.flatten(1)
-        x = self.dropout(torch.relu(self.fc6(x)))
-        x = self.dropout(torch.relu(self.fc7(x)))
+        x = self.drop(torch.relu(self.fc6(x)), readonly)
+        x = self.drop(torch.relu(self.fc7(x)), readonly)
         return self.cls_score(x), self.bbox_pred(x)
+
+    def drop(self, x: torch.Tensor, readonly: bool = False) -> torch.Tensor:
+        """The head's dropout on `x`: nn.Dropout, or `readonly_dropout` (in place, no graph)."""
+        return readonly_dropout(x, self.dropout) if readonly else self.dropout(x)
+
+
+def readonly_dropout(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """`module`'s dropout applied to `x` in place, for passes that record no graph.
+
+    The same Bernoulli(1 - p) keep mask and 1 / (1 - p) scale as nn.Dropout, drawn as uniform
+    floats (u >= p): ~3x cheaper than nn.Dropout's bernoulli_ on CPU, which matters for OHEM's
+    read-only pass over every RoI. The identity in eval mode or without dropout.
+    """
+    if not isinstance(module, nn.Dropout) or not module.training or module.p == 0:
+        return x
+    if x.requires_grad:
+        raise RuntimeError("readonly_dropout works in place: call it under torch.no_grad()")
+    if module.p >= 1:
+        return x.zero_()
+    keep = torch.rand_like(x).ge_(module.p)  # 1.0 where kept, with probability 1 - p
+    return x.mul_(keep).mul_(1.0 / (1.0 - module.p))

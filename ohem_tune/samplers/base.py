@@ -45,7 +45,9 @@ class RankingPass:
     """The read-only RoI-head pass over all RoIs, computed at most once per minibatch.
 
     Shares weights with the trained head and records no autograd graph. Dropout stays in train
-    mode when `dropout` is True (the authors' code); otherwise the head runs in eval mode.
+    mode when `dropout` is True (the authors' code), its masks drawn by the head's
+    `readonly_dropout` (same distribution as nn.Dropout, cheaper); otherwise the head runs in
+    eval mode.
     `pooled` may be given when the caller already pooled all RoIs (it is detached here).
     `mark(phase)`, when given, is called as the pass starts ("forward" ends) and ends ("ranking").
     """
@@ -116,7 +118,7 @@ class RankingPass:
                 pooled = self.pooled[sl].detach()
             else:
                 pooled = self.model.pool(features, rois[sl])
-            cls_logits, deltas = self.model.head(pooled)
+            cls_logits, deltas = self.model.head(pooled, readonly=True)
             lc, lb = per_roi_losses(cls_logits, deltas, labels[sl], tgt[sl])
             out_cls.append(lc)
             out_box.append(lb)

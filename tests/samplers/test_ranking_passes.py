@@ -8,6 +8,7 @@ import torch
 from ohem_tune.errors import ConfigError
 from ohem_tune.samplers import RankingPass, build_sampler
 from ohem_tune.samplers.ranking import build_ranking_pass
+from ohem_tune.samplers.ranking.channels import top_eigenvectors
 from tests.samplers.ranking_helpers import ohem_config, tiny_minibatch
 
 FULL = {"fast": None, "lowrank": 4096, "channels": 4096}  # rank >= any data rank here
@@ -119,3 +120,20 @@ def test_sampling_ratio_is_the_models_unless_set_and_needs_roi_align():
     cfg = ohem_config(ranking="lowrank", ranking_sampling_ratio=1)
     with pytest.raises(ConfigError, match="ranking_sampling_ratio.*roi_align"):
         build_ranking_pass(cfg, model, features, targets, norm).losses()
+
+
+def test_channels_basis_spans_the_top_eigenvectors_without_drawing_global_rng():
+    torch.manual_seed(0)
+    c, rank = 64, 8
+    rotation = torch.linalg.qr(torch.randn(c, c, dtype=torch.float64)).Q
+    spectrum = 0.7 ** torch.arange(c, dtype=torch.float64)  # decaying, like conv features
+    scatter = rotation @ torch.diag(spectrum) @ rotation.T
+    state = torch.get_rng_state()
+    basis = top_eigenvectors(scatter, rank)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.allclose(basis.T @ basis, torch.eye(rank, dtype=torch.float64), atol=1e-10)
+    top = rotation[:, :rank]  # the true top-rank eigenvectors
+    # the two subspaces coincide: the projection of one onto the other keeps all of it
+    assert torch.linalg.norm(basis.T @ top) ** 2 > rank - 1e-3
+    assert torch.equal(top_eigenvectors(scatter, rank), basis)  # deterministic
+    assert torch.equal(top_eigenvectors(scatter, c), torch.eye(c, dtype=torch.float64))

@@ -8,9 +8,12 @@ pooling: with Q (C x r) the top-r principal directions of this minibatch's featu
     pool(F) ~ Q pool(Q^T (F - mu)) + mu pool(1)
     fc6(pool(F)) ~ [W Q, W mu] pool([Q^T (F - mu); 1])
 
-so roi_align runs on r + 1 channels and fc6 on (r + 1) P^2 inputs instead of C P^2. With r = C
-the projection is the identity: the exact losses up to rounding. Max pooling (roi_pool) does
-not commute with a projection, so this method refuses it.
+so roi_align runs on r + 1 channels and fc6 on (r + 1) P^2 inputs instead of C P^2. Q comes
+from a randomized subspace iteration on the C x C scatter matrix (Halko, Martinsson & Tropp
+2011: a few products with a fixed Gaussian test matrix from a private generator, so the global
+RNG and the dropout masks are untouched), ~3x cheaper than its full eigendecomposition at
+C = 224. With r = C, Q is the identity: the exact losses up to rounding. Max pooling
+(roi_pool) does not commute with a projection, so this method refuses it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from ohem_tune.errors import ConfigError
 from ohem_tune.samplers.ranking.common import ApproximatePass
 
 DEFAULT_RANK = 48
+OVERSAMPLE = 8  # extra test vectors of the randomized range finder
+POWER_ITERATIONS = 2
+BASIS_SEED = 0  # the test matrix's private generator: the same basis for the same features
 
 
 class ChannelsPass(ApproximatePass):
@@ -38,8 +44,7 @@ class ChannelsPass(ApproximatePass):
         pixels = features.permute(0, 2, 3, 1).reshape(-1, c)
         mu = pixels.mean(0)
         centred = pixels - mu
-        _, evecs = torch.linalg.eigh(centred.T @ centred)  # ascending
-        q = evecs[:, -rank:]  # (C, r)
+        q = top_eigenvectors(centred.T @ centred, rank)  # (C, r)
         projected = (centred @ q).view(n, h, w, rank).permute(0, 3, 1, 2)
         ones = features.new_ones(n, 1, h, w)
         self._map = torch.cat([projected, ones], dim=1).contiguous()  # (N, r + 1, H, W)
@@ -55,3 +60,20 @@ class ChannelsPass(ApproximatePass):
     def fc6(self, sl: slice) -> torch.Tensor:
         pooled = self._pool(self._map, self.targets.rois[sl]).flatten(1)
         return (pooled.to(self.dtype) @ self._weight.T).float() + self._bias
+
+
+def top_eigenvectors(scatter: torch.Tensor, rank: int) -> torch.Tensor:
+    """(C, rank) orthonormal basis of the top-`rank` eigenvectors of the PSD `scatter` (C, C):
+    the identity for rank >= C, else a randomized subspace iteration (see the module doc)."""
+    c = scatter.shape[0]
+    if rank >= c:
+        return torch.eye(c, dtype=scatter.dtype, device=scatter.device)
+    width = min(rank + OVERSAMPLE, c)
+    generator = torch.Generator(device=scatter.device).manual_seed(BASIS_SEED)
+    test = torch.randn(c, width, generator=generator, device=scatter.device, dtype=scatter.dtype)
+    basis = scatter @ test
+    for _ in range(POWER_ITERATIONS):
+        basis = scatter @ torch.linalg.qr(basis).Q
+    basis = torch.linalg.qr(basis).Q  # (C, width)
+    _, vecs = torch.linalg.eigh(basis.T @ scatter @ basis)  # ascending
+    return basis @ vecs[:, -rank:]

@@ -2,7 +2,7 @@
 
 An approximate pass replaces how fc6's pre-activation is computed (and may pool differently);
 fc7, the classifier, the regressor and the per-RoI losses follow as in the exact head. It runs
-the same chunks as the exact pass and applies the head's own dropout modules to fp32
+the same chunks as the exact pass and applies the head's read-only dropout to fp32
 activations of the same shapes, so from the same RNG state both passes draw the same dropout
 masks: the agreement check (agreement.py) replays the exact pass from `rng_state`.
 """
@@ -172,8 +172,8 @@ class ApproximatePass(RankingPass):
                 self.prepare(features)
             for start in range(0, rois.shape[0], chunk):
                 sl = slice(start, start + chunk)
-                x = head.dropout(torch.relu(self.fc6(sl)))
-                x = head.dropout(torch.relu(self.linear(head.fc7, x)))
+                x = head.drop(torch.relu(self.fc6(sl)), readonly=True)
+                x = head.drop(torch.relu(self.linear(head.fc7, x)), readonly=True)
                 cls_logits, deltas = self.linear(head.cls_score, x), self.linear(head.bbox_pred, x)
                 lc, lb = per_roi_losses(cls_logits, deltas, labels[sl], tgt[sl])
                 out_cls.append(lc)
