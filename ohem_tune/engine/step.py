@@ -138,7 +138,7 @@ def forward_minibatch(
     if isinstance(ranking, ApproximatePass) and due:
         stats.update(agreement(sampler, ranking, idx))
     if score_all or getattr(ranking, "computed", False):
-        lc, lb = ranking.losses()
+        lc, lb = _metric_losses(ranking, features.device)
         total = lc + lb
         rank_loss = lc if sampler.cfg.ranking_loss == "cls" else total
         stats[LOSS_PER_ROI_ALL] = total.mean() if total.numel() else 0.0
@@ -146,3 +146,15 @@ def forward_minibatch(
     return StepOutput(
         loss_cls + loss_bbox, loss_cls.detach(), loss_bbox.detach(), idx, targets, stats
     )
+
+
+def _metric_losses(
+    ranking: RankingPass | _Precomputed, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranking pass's per-RoI losses; a pass that runs only for the metric (the heuristic's,
+    on log iterations) draws its dropout masks from a forked RNG, so logging never changes
+    what training draws next."""
+    if getattr(ranking, "computed", True):
+        return ranking.losses()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return ranking.losses()

@@ -35,9 +35,9 @@ def _minibatch() -> Minibatch:
     )
 
 
-def _model(roi_op: str):
+def _model(roi_op: str, dropout: float = 0.0):
     cfg = build_config(
-        {"model": {"backbone": "tiny", "fc_dim": 32, "dropout": 0.0, "roi_op": roi_op}}
+        {"model": {"backbone": "tiny", "fc_dim": 32, "dropout": dropout, "roi_op": roi_op}}
     )
     torch.manual_seed(0)
     model = build_model(cfg, 3).train()
@@ -97,6 +97,20 @@ def test_score_all_reports_mean_loss_over_all_rois_for_the_heuristic():
     scored = forward_minibatch(model, batch, sampler, 0.5, score_all=True)
     assert scored.stats["train/loss_per_roi_all"] > 0
     assert scored.stats["train/num_selected"] <= 16
+
+
+def test_the_metric_only_pass_leaves_the_rng_stream_to_training():
+    """The heuristic's read-only pass on log iterations draws dropout masks from a forked RNG:
+    what training draws next does not depend on train.log_period."""
+    model = _model("roi_align", dropout=0.5)
+    batch = _minibatch()
+    sampler = build_sampler(SamplerConfig(name="heuristic", rois_per_batch=16), 2)
+    states = []
+    for score_all in (False, True):
+        torch.manual_seed(5)
+        forward_minibatch(model, batch, sampler, 0.5, score_all=score_all)
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])
 
 
 def test_ranking_pass_under_bf16_autocast_leaves_the_head_gradients_intact():

@@ -43,3 +43,16 @@ def test_readonly_head_draws_from_the_global_rng_reproducibly():
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])  # masks are drawn, not fixed
     assert head.training  # the module's mode is untouched
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_readonly_dropout_mask_does_not_depend_on_the_activation_dtype(dtype: torch.dtype):
+    """Under autocast the replayed exact pass sees fp16/bf16 activations, the approximate pass
+    fp32 ones: from the same RNG state both must drop the same units."""
+    x = torch.rand(300, 200) + 0.5  # no zeros before dropout
+    torch.manual_seed(3)
+    full = readonly_dropout(x.clone(), nn.Dropout(0.5).train())
+    torch.manual_seed(3)
+    half = readonly_dropout(x.to(dtype), nn.Dropout(0.5).train())
+    assert half.dtype == dtype
+    assert torch.equal(full != 0, half != 0)

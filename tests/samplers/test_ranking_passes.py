@@ -137,3 +137,26 @@ def test_channels_basis_spans_the_top_eigenvectors_without_drawing_global_rng():
     assert torch.linalg.norm(basis.T @ top) ** 2 > rank - 1e-3
     assert torch.equal(top_eigenvectors(scatter, rank), basis)  # deterministic
     assert torch.equal(top_eigenvectors(scatter, c), torch.eye(c, dtype=torch.float64))
+
+
+def test_channels_basis_decomposes_directly_when_the_sketch_spans_everything():
+    scatter = torch.randn(10, 10, dtype=torch.float64)
+    scatter = scatter @ scatter.T
+    basis = top_eigenvectors(scatter, 9)  # 9 + oversampling >= 10
+    want = torch.linalg.eigh(scatter)[1][:, -9:]
+    assert torch.allclose(basis @ basis.T, want @ want.T, atol=1e-10)
+    with pytest.raises(ValueError, match="at least 1"):
+        top_eigenvectors(scatter, 0)
+
+
+def test_channels_pass_takes_half_precision_feature_maps():
+    """Under CUDA autocast the trunk's map is fp16/bf16; the basis is found in fp32 (QR has no
+    half kernels), and the losses stay close to those from the fp32 map."""
+    model, features, targets, norm = tiny_minibatch("roi_align")
+    cfg = ohem_config(ranking="channels", ranking_rank=4)
+    with torch.no_grad():
+        want = build_ranking_pass(cfg, model, features, targets, norm, dropout=False).losses()
+        got = build_ranking_pass(
+            cfg, model, features.bfloat16(), targets, norm, dropout=False
+        ).losses()
+    torch.testing.assert_close(got[0], want[0], rtol=0.05, atol=0.05)

@@ -11,9 +11,10 @@ pooling: with Q (C x r) the top-r principal directions of this minibatch's featu
 so roi_align runs on r + 1 channels and fc6 on (r + 1) P^2 inputs instead of C P^2. Q comes
 from a randomized subspace iteration on the C x C scatter matrix (Halko, Martinsson & Tropp
 2011: a few products with a fixed Gaussian test matrix from a private generator, so the global
-RNG and the dropout masks are untouched), ~3x cheaper than its full eigendecomposition at
-C = 224. With r = C, Q is the identity: the exact losses up to rounding. Max pooling
-(roi_pool) does not commute with a projection, so this method refuses it.
+RNG and the dropout masks are untouched; CPU and CUDA generators differ, so the basis is
+reproducible per device), ~3x cheaper than its full eigendecomposition at C = 224. With
+r = C, Q is the identity: the exact losses up to rounding. Max pooling (roi_pool) does not
+commute with a projection, so this method refuses it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ChannelsPass(ApproximatePass):
             )
         n, c, h, w = features.shape
         rank = min(self.cfg.ranking_rank or DEFAULT_RANK, c)
-        pixels = features.permute(0, 2, 3, 1).reshape(-1, c)
+        pixels = features.permute(0, 2, 3, 1).reshape(-1, c).float()  # fp16 maps under AMP
         mu = pixels.mean(0)
         centred = pixels - mu
         q = top_eigenvectors(centred.T @ centred, rank)  # (C, r)
@@ -66,9 +67,13 @@ def top_eigenvectors(scatter: torch.Tensor, rank: int) -> torch.Tensor:
     """(C, rank) orthonormal basis of the top-`rank` eigenvectors of the PSD `scatter` (C, C):
     the identity for rank >= C, else a randomized subspace iteration (see the module doc)."""
     c = scatter.shape[0]
+    if rank < 1:
+        raise ValueError(f"rank must be at least 1, got {rank}")
     if rank >= c:
         return torch.eye(c, dtype=scatter.dtype, device=scatter.device)
-    width = min(rank + OVERSAMPLE, c)
+    width = rank + OVERSAMPLE
+    if width >= c:  # the sketch would span everything: decompose directly
+        return torch.linalg.eigh(scatter)[1][:, -rank:]
     generator = torch.Generator(device=scatter.device).manual_seed(BASIS_SEED)
     test = torch.randn(c, width, generator=generator, device=scatter.device, dtype=scatter.dtype)
     basis = scatter @ test
