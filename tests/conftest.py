@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,25 @@ TINY = {
     "train": {"max_iter": 20, "log_period": 5, "checkpoint_period": 10, "device": "cpu"},
     "test": {"scales": [96], "max_size": 160},
 }
+
+
+# The most the suite had under its temp dir at once (sampled every 5 s through a full run).
+SUITE_PEAK_GIB = 6.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Print the free space where the suite writes: short of it, tests fail at setup in odd places.
+
+    A line of its own (not a report header): the suite runs with -q, which hides headers.
+    """
+    where = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir())
+    free = shutil.disk_usage(where).free / 1024**3
+    line = f"temp dir {where}: {free:.1f} GiB free; the suite's peak use is ~{SUITE_PEAK_GIB:g} GiB"
+    if free < 1.5 * SUITE_PEAK_GIB:
+        line = f"WARNING: {line}. Free space there first: out of space, tests fail at setup"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

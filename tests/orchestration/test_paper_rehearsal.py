@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,14 +73,17 @@ def make_torchvision_vgg16(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def paper_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def paper_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("paper")
     data = work / "data"
     make_devkit(data)
     for split, boxes in voc07_proposals(IMAGES, per_image=40).items():
         write_selective_search_mat(data / "selective_search_data" / f"voc_2007_{split}.mat", boxes)
     make_torchvision_vgg16(data / "imagenet_models" / "vgg16.pth")
-    return work
+    yield work
+    # VGG16-sized checkpoints (weights + momentum, ~1 GiB each, the trial's and Tune's copy)
+    for checkpoint in (work / "ray_results").rglob("*.pt"):
+        checkpoint.unlink()
 
 
 def ohem_tune(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
