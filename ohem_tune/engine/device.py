@@ -83,6 +83,10 @@ def trial_device(wanted: str, assigned_gpus: Sequence[str | int]) -> str:
     return "cpu"
 
 
+CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
+CUBLAS_WORKSPACE_DETERMINISTIC = ":4096:8"  # what torch's reproducibility notes ask for
+
+
 def configure_cuda_backends(
     device: torch.device, deterministic: bool, matmul_precision: str
 ) -> dict[str, object]:
@@ -100,6 +104,12 @@ def configure_cuda_backends(
         "deterministic_algorithms": deterministic,
         "float32_matmul_precision": matmul_precision,
     }
+    if deterministic:
+        # cuBLAS reads it when a handle's workspace is first made, before the first matmul;
+        # without it deterministic algorithms cannot make cuBLAS deterministic (CUDA >= 10.2).
+        # A value the user set is kept.
+        workspace = os.environ.setdefault(CUBLAS_WORKSPACE_ENV, CUBLAS_WORKSPACE_DETERMINISTIC)
+        settings[CUBLAS_WORKSPACE_ENV] = workspace
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.allow_tf32 = matmul_precision != "highest"

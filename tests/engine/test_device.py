@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -124,3 +126,27 @@ def test_cuda_backend_flags_follow_the_config(restore_backends, deterministic, p
     assert torch.get_float32_matmul_precision() == precision
     assert torch.backends.cudnn.allow_tf32 is (precision != "highest")
     assert settings["cudnn.benchmark"] is (not deterministic)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_cuda_runs_set_the_cublas_workspace(
+    restore_backends, monkeypatch, deterministic
+):
+    """cuBLAS is only deterministic with CUBLAS_WORKSPACE_CONFIG set before its first matmul."""
+    from ohem_tune.engine.device import CUBLAS_WORKSPACE_ENV, configure_cuda_backends
+
+    monkeypatch.delenv(CUBLAS_WORKSPACE_ENV, raising=False)
+    settings = configure_cuda_backends(torch.device("cuda"), deterministic, "highest")
+    if deterministic:
+        assert os.environ[CUBLAS_WORKSPACE_ENV] == ":4096:8"
+        assert settings[CUBLAS_WORKSPACE_ENV] == ":4096:8"
+    else:
+        assert CUBLAS_WORKSPACE_ENV not in os.environ and CUBLAS_WORKSPACE_ENV not in settings
+
+
+def test_a_cublas_workspace_the_user_set_is_kept(restore_backends, monkeypatch):
+    from ohem_tune.engine.device import CUBLAS_WORKSPACE_ENV, configure_cuda_backends
+
+    monkeypatch.setenv(CUBLAS_WORKSPACE_ENV, ":16:8")
+    settings = configure_cuda_backends(torch.device("cuda"), True, "highest")
+    assert os.environ[CUBLAS_WORKSPACE_ENV] == ":16:8" and settings[CUBLAS_WORKSPACE_ENV] == ":16:8"
