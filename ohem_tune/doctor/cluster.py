@@ -204,10 +204,11 @@ def checkpoint_bytes(cfg: Config) -> int:
 
 
 def checkpoints_kept(cfg: Config) -> int:
-    """Checkpoint files a finished trial leaves: the trainer's kept ones plus Tune's copy."""
+    """Checkpoint files a finished trial leaves on a filesystem storage: the trainer's kept ones
+    (Tune gets no copy there; see TrialContext.tune_checkpoints)."""
     train = cfg.train
     written = math.ceil(train.max_iter / train.checkpoint_period) if train.checkpoint_period else 1
-    return (min(written, train.keep_checkpoints) if train.keep_checkpoints else written) + 1
+    return min(written, train.keep_checkpoints) if train.keep_checkpoints else written
 
 
 def size_text(num_bytes: float) -> str:

@@ -12,7 +12,7 @@ from ohem_tune import tracking_keys as tk
 from ohem_tune.orchestration import keys as tr
 from ohem_tune.orchestration import tracking
 from ohem_tune.orchestration.outcomes import RunSummary, settle_run
-from ohem_tune.orchestration.plan import Plan, absolute_paths, invocation_name
+from ohem_tune.orchestration.plan import Plan, absolute_paths, invocation_name, is_uri
 from ohem_tune.spec import TrialSpec
 
 
@@ -70,6 +70,8 @@ def fit(
         common_tags=common,
         cpu=resources.cpu,
         scheduler=spec.scheduler.type != "none",
+        # trials/ sits beside tune/ on a filesystem storage: a Tune copy would only double it
+        tune_checkpoints=is_uri(plan.storage),
     )
     runnable = tune.with_resources(
         tune.with_parameters(trainable.trial_main, ctx=ctx),

@@ -63,6 +63,9 @@ class TrialContext:
     common_tags: dict[str, str] = field(default_factory=dict)
     cpu: float = 1.0
     scheduler: bool = False  # whether a scheduler may stop trials (else a stop is an interrupt)
+    # Hand checkpoints to Tune (a cloud storage: trials/ is on each node's own disk). On a
+    # filesystem storage trials/ is already there, seen by every node, and retries resume from it.
+    tune_checkpoints: bool = True
 
 
 def trial_payload(trial: Any, run_name: str) -> dict[str, Any]:
@@ -157,7 +160,8 @@ class TuneMlflowHook(Hook):
         self.pending_checkpoint = Path(path)
 
     def report(self, iteration: int, extra: dict[str, Any] | None = None) -> None:
-        """tune.report the latest metrics, with a Tune checkpoint if the Trainer wrote one."""
+        """tune.report the latest metrics, with a Tune checkpoint if the Trainer wrote one (and
+        the context hands checkpoints to Tune)."""
         from ray import tune
 
         result: dict[str, Any] = {
@@ -179,6 +183,8 @@ class TuneMlflowHook(Hook):
             return
         self.last_reported = iteration
         ckpt_path, self.pending_checkpoint = self.pending_checkpoint, None
+        if not self.ctx.tune_checkpoints:
+            ckpt_path = None
         try:
             if ckpt_path is None or not ckpt_path.is_file():
                 tune.report(result)

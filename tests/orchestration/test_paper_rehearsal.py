@@ -81,7 +81,7 @@ def paper_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         write_selective_search_mat(data / "selective_search_data" / f"voc_2007_{split}.mat", boxes)
     make_torchvision_vgg16(data / "imagenet_models" / "vgg16.pth")
     yield work
-    # VGG16-sized checkpoints (weights + momentum, ~1 GiB each, the trial's and Tune's copy)
+    # VGG16-sized checkpoints (weights + momentum, ~1 GiB each)
     for checkpoint in (work / "ray_results").rglob("*.pt"):
         checkpoint.unlink()
 

@@ -85,6 +85,9 @@ def test_smoke_spec_end_to_end_one_finished_run_per_trial(ray_cluster, tmp_path,
     printed = Console(record=True, width=200)
     print_summary(summary, printed)
     assert f"first trial iteration {summary.first_iteration_seconds:.1f} s" in printed.export_text()
+    # one copy of each checkpoint, the trial's own: Tune's storage on the same disk holds none
+    assert list((plan.exp_dir / "trials").rglob("model_*.pt"))
+    assert (plan.exp_dir / "tune").is_dir() and not list((plan.exp_dir / "tune").rglob("*.pt"))
 
     client = MlflowClient(plan.tracking_uri)
     runs = trial_runs(tmp_path, "smoke")
