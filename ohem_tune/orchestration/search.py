@@ -63,8 +63,9 @@ def build_searcher(
     )
 
 
-def build_scheduler(spec: Spec, max_iter: int):
-    """ASHA on the spec's metric at the trainer's iteration count, or None."""
+def build_scheduler(spec: Spec, max_iter: int, eval_period: int):
+    """ASHA on the spec's metric at the trainer's iteration count, or None; its grace period
+    aligned to the evaluations (`SchedulerSpec.grace_at_evaluations`)."""
     sched = spec.scheduler
     if sched.type == "none":
         return None
@@ -77,7 +78,7 @@ def build_scheduler(spec: Spec, max_iter: int):
         # +1: ASHA stops a trial at t >= max_t, and a stop on the last report would kill the
         # trial's process before it logs its final metrics.
         max_t=(sched.max_t or max_iter) + 1,
-        grace_period=sched.grace_period,
+        grace_period=sched.grace_at_evaluations(eval_period),
         reduction_factor=sched.reduction_factor,
         brackets=sched.brackets,
     )

@@ -63,8 +63,16 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
         console.print(space)
     if spec.scheduler.type != "none":
         s = spec.scheduler
+        eval_period = max(t.config.train.eval_period for t in plan.trials)
+        grace = s.grace_at_evaluations(eval_period)
+        raised = (
+            f" (the spec's {s.grace_period}, raised to a multiple of train.eval_period "
+            f"{eval_period}: ASHA decides at evaluations)"
+            if grace != s.grace_period
+            else ""
+        )
         console.print(
-            f"scheduler: ASHA on {s.mode} {s.metric}, grace period {s.grace_period} iterations, "
+            f"scheduler: ASHA on {s.mode} {s.metric}, grace period {grace} iterations{raised}, "
             f"reduction factor {s.reduction_factor:g}",
             highlight=False,
         )

@@ -101,6 +101,14 @@ class SchedulerSpec(Section):
     max_t: int | None = Field(None, ge=1, description="None: train.max_iter")
     brackets: int = Field(1, ge=1)
 
+    def grace_at_evaluations(self, eval_period: int) -> int:
+        """grace_period raised to a multiple of train.eval_period: ASHA sees the metric only at
+        evaluations, so a smaller grace (or one between two) puts its rungs where no trial reports
+        (the paper profiles evaluate every 5000 iterations; the specs' grace is the local 100)."""
+        if eval_period <= 0:
+            return self.grace_period
+        return -(-self.grace_period // eval_period) * eval_period
+
 
 class TrackingSpec(Section):
     """Where MLflow runs go: URI (default: sqlite:///<cwd>/mlflow.db) and experiment name."""
