@@ -181,7 +181,11 @@ def test_trials_land_on_both_nodes_and_runs_reach_the_server(cluster, tmp_path, 
     assert "metrics.parquet" in artifacts  # proxied through the server
     # the storage check passed (both nodes see tmp_path) and left no marker behind
     assert not list((tmp_path / "results").glob(MARKER_PREFIX + "*"))
-    assert list((tmp_path / "results" / "smoke" / "default" / "tune").rglob("model_*.pt"))
+    # checkpoints stay in trials/ on the shared storage (retries on any node resume from there);
+    # Tune gets no second copy
+    exp_dir = tmp_path / "results" / "smoke" / "default"
+    assert list((exp_dir / "trials").rglob("model_*.pt"))
+    assert not list((exp_dir / "tune").rglob("*.pt"))
 
 
 def test_storage_a_node_sees_elsewhere_is_refused_before_any_trial(cluster, dataset_cache):
