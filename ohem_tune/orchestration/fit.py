@@ -55,7 +55,6 @@ def fit(
         ]  # fmt: skip
         search_keys = []
     max_iter = max(t.config.train.max_iter for t in templates)
-    eval_period = max(t.config.train.eval_period for t in templates)
     eval_only = metric is not None
     ctx = trainable.TrialContext(
         tracking_uri=plan.tracking_uri,
@@ -111,7 +110,7 @@ def fit(
         tune_config=tune.TuneConfig(
             num_samples=num_samples,
             search_alg=searcher,
-            scheduler=build_scheduler(spec, max_iter, eval_period),
+            scheduler=build_scheduler(spec, max_iter, plan.eval_period),
             max_concurrent_trials=resources.max_concurrent,
             # Reusing a trial's process saves ~5 s of imports per trial, but Ray cannot reuse
             # one whose trial a scheduler stopped mid-run: then every trial gets its own.

@@ -54,6 +54,11 @@ class Plan:
         return self.spec.search is not None and self.spec.search.uses_optuna
 
     @property
+    def eval_period(self) -> int:
+        """The longest train.eval_period among the trials: where ASHA can first decide."""
+        return max(t.config.train.eval_period for t in self.trials)
+
+    @property
     def num_trials(self) -> int:
         """Trials this plan runs in all (Optuna: num_samples, else variants x points x seeds)."""
         return self.spec.search.num_samples if self.optuna else len(self.trials)  # type: ignore[union-attr]

@@ -63,7 +63,7 @@ def print_dry_run(plan: Plan, console: Console, max_concurrent: int | None = Non
         console.print(space)
     if spec.scheduler.type != "none":
         s = spec.scheduler
-        eval_period = max(t.config.train.eval_period for t in plan.trials)
+        eval_period = plan.eval_period
         grace = s.grace_at_evaluations(eval_period)
         raised = (
             f" (the spec's {s.grace_period}, raised to a multiple of train.eval_period "
