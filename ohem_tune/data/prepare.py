@@ -153,9 +153,11 @@ CONVERT_HELP = {
         "the names ohem_tune/modeling/weights.py maps"
     ),
     "vgg16": (
-        "convert {src} to a PyTorch state dict named as torchvision's vgg16 (features.N.*, "
-        "classifier.0.* = fc6, classifier.3.* = fc7) and torch.save it as {dst}, then set "
-        "model.weights_format=caffe (vgg16's default is torchvision); or pass torchvision's "
+        "convert {src} to a PyTorch state dict with its Caffe blob names (conv1_1 ... conv5_3, "
+        "fc6, fc7 with '.weight' / '.bias', conv1 kept in Caffe's BGR order: names the loader "
+        "checks against model.weights_format) and torch.save it as {dst}, then set "
+        "model.weights_format=caffe (vgg16's default is torchvision); jcjohnson/pytorch-vgg's "
+        "vgg16-00b39a1b.pth is that model converted already; or pass torchvision's "
         "vgg16-397923af.pth instead"
     ),
 }

@@ -363,7 +363,8 @@ def weights_file_row(path: Path, configs: Sequence[Config], fix: str | None = No
     from ohem_tune.modeling import build_model
     from ohem_tune.modeling.weights import load_pretrained
 
-    loaded = []
+    loaded: list[str] = []
+    notes: list[str] = []
     for cfg in models.values():
         m = cfg.model
         bare = cfg.model_copy(update={"model": m.model_copy(update={"weights": None})})
@@ -379,5 +380,9 @@ def weights_file_row(path: Path, configs: Sequence[Config], fix: str | None = No
             f"{g} {summary.loaded.get(g, 0)}/{n}" for g, n in summary.total.items() if g != "other"
         )
         loaded.append(f"{m.backbone} ({m.weights_format}): {groups} tensors loaded")
+        notes += [n for n in summary.notes if n not in notes]
     size = path.stat().st_size / 2**20
-    return Row(check, "ok", f"{shown(path)} ({size:.1f} MiB): {'; '.join(loaded)}")
+    detail = f"{shown(path)} ({size:.1f} MiB): {'; '.join(loaded)}"
+    if notes:
+        return Row(check, "warn", f"{detail}; " + "; ".join(notes))
+    return Row(check, "ok", detail)

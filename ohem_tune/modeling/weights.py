@@ -9,7 +9,9 @@ so it reaches the console of `ohem-tune train` and a Ray trial's stderr:
     loaded; 2 source tensors unmatched (fc8.weight, fc8.bias)
 
 The pixel convention follows the weights (model.weights_format). A file with Caffe blob names,
-or a published release known by its SHA-256 (KNOWN_RELEASES), under another format is an error.
+a published release known by its SHA-256 (KNOWN_RELEASES), a VGG16 whose layout or name says
+Caffe, or torchvision's own VGG16 conv1, under another format is an error; a VGG16 read as
+torchvision pixels that is not torchvision's, or a head without fc6 / fc7, gets a WARNING note.
 Caffe-converted weights keep their own conv1 channel order: with model.weights_format caffe the
 image is fed BGR (see ohem_tune.data.transforms), so conv1 is loaded as it is, never reordered.
 """
@@ -45,6 +47,10 @@ _RENAMES: dict[str, list[tuple[str, str]]] = {
         (r"^features\.(\d+)\.", r"trunk.\1."),  # torchvision (also Caffe models renamed so)
         (r"^classifier\.0\.", "roi_head.fc6."),
         (r"^classifier\.3\.", "roi_head.fc7."),
+        # jcjohnson/pytorch-vgg's Caffe VGG16 (Lua Torch's classifier: a Dropout first), the
+        # file faster-rcnn.pytorch and others load; torchvision has no weights at 1 or 4
+        (r"^classifier\.1\.", "roi_head.fc6."),
+        (r"^classifier\.4\.", "roi_head.fc7."),
         *((rf"^{name}\.", f"trunk.{idx}.") for name, idx in _VGG16_CAFFE_CONVS.items()),
         (r"^fc6\.", "roi_head.fc6."),  # Caffe blob names
         (r"^fc7\.", "roi_head.fc7."),
@@ -72,7 +78,29 @@ _CAFFE_NAMES: dict[str, str] = {
 # would feed it pixels it was never trained on, with nothing else to show for it.
 KNOWN_RELEASES: dict[str, tuple[str, str]] = {
     "397923af": ("torchvision", "torchvision's ImageNet VGG16 (vgg16-397923af.pth)"),
+    "00b39a1b": (
+        "caffe",
+        "the original Caffe VGG16 as jcjohnson/pytorch-vgg converted it (vgg16-00b39a1b.pth)",
+    ),
 }
+
+# The layout only jcjohnson/pytorch-vgg's Caffe conversions have (fc6, fc7 at classifier.1, .4).
+_JCJOHNSON_LAYOUT = re.compile(r"^classifier\.[14]\.")
+
+# Words in a file name that say "converted from Caffe" (faster-rcnn.pytorch's vgg16_caffe.pth,
+# jcjohnson's digest kept on a renamed copy).
+_CAFFE_NAME_WORDS = {"caffe", "00b39a1b"}
+
+# Filter 0 of conv1 in torchvision's ImageNet VGG16 (vgg16-397923af.pth, features.0.weight[0]:
+# R, G, B planes, rows), to 4 decimals: it identifies those weights whatever the file's name,
+# key names or serialisation.
+_TORCHVISION_VGG16_CONV1_FILTER0 = torch.tensor(
+    [
+        [[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]],
+        [[0.1755, 0.0099, -0.0814], [0.0441, -0.0703, -0.2604], [0.1324, -0.1728, -0.1323]],
+        [[0.3130, -0.1659, -0.4275], [0.4752, -0.0827, -0.4870], [0.6320, 0.0193, -0.2775]],
+    ]
+)
 
 # Tensors that depend on the number of classes: a file trained for other classes skips them.
 _CLASS_SPECIFIC = ("roi_head.cls_score.", "roi_head.bbox_pred.", "bbox_means", "bbox_stds")
@@ -87,6 +115,52 @@ def _check_known_release(path: Path, sha256: str, weights_format: str) -> None:
                 f"model.weights_format is {weights_format}; set model.weights_format: {fmt} "
                 f"(docs/training.md, 'Input conventions') or give a {weights_format} file"
             )
+
+
+def _is_torchvision_vgg16_conv1(tensor: torch.Tensor) -> bool:
+    """conv1 of torchvision's ImageNet VGG16, its planes in RGB or reversed (BGR) order."""
+    if tuple(tensor.shape) != (64, 3, 3, 3):
+        return False
+    first = tensor[0].detach().float().cpu()
+    ref = _TORCHVISION_VGG16_CONV1_FILTER0
+    return any(torch.allclose(f, ref, rtol=0.0, atol=6e-5) for f in (first, first.flip(0)))
+
+
+def _check_vgg16_convention(path: Path, blob: dict, weights_format: str) -> list[str]:
+    """Refuse a VGG16 file whose pixel convention shows (its layout, its name, torchvision's
+    conv1) and is not `weights_format`; return a note where the file cannot tell."""
+    conv1 = next((t for k, t in blob.items() if _rename(str(k), "vgg16") == "trunk.0.weight"), None)
+    is_torchvision = isinstance(conv1, torch.Tensor) and _is_torchvision_vgg16_conv1(conv1)
+    if weights_format == "caffe" and is_torchvision:
+        raise ConfigError(
+            f"model.weights: {path}: conv1 is torchvision's ImageNet VGG16's (filter 0 starts "
+            "-0.5537, 0.1427, 0.5290), trained on torchvision pixels, but model.weights_format "
+            "is caffe; set model.weights_format: torchvision"
+        )
+    if weights_format != "torchvision":
+        return []
+    layout = [str(k) for k in blob if _JCJOHNSON_LAYOUT.match(str(k))]
+    if layout:
+        raise ConfigError(
+            f"model.weights: {path} has the layout of jcjohnson/pytorch-vgg's Caffe VGG16 "
+            f"({layout[0]}, ...: BGR 0-255 pixels) but model.weights_format is torchvision; "
+            "set model.weights_format: caffe"
+        )
+    words = _CAFFE_NAME_WORDS & set(re.split(r"[^0-9a-z]+", path.name.lower()))
+    if words and not is_torchvision:
+        raise ConfigError(
+            f"model.weights: {path} is named as a Caffe conversion ('{sorted(words)[0]}': BGR "
+            "0-255 pixels) but model.weights_format is torchvision; set "
+            "model.weights_format: caffe, or rename the file if it holds torchvision weights"
+        )
+    if isinstance(conv1, torch.Tensor) and not is_torchvision:
+        return [
+            "conv1 is not torchvision's ImageNet VGG16's, yet the file is read as torchvision "
+            "pixels (RGB, x / 255, ImageNet mean/std); if it was converted from Caffe "
+            "(VGG16.v2.caffemodel, jcjohnson's vgg16-00b39a1b.pth, a vgg16_caffe.pth), set "
+            "model.weights_format: caffe"
+        ]
+    return []
 
 
 def _rename(key: str, backbone: str) -> str:
@@ -114,6 +188,7 @@ class LoadSummary:
     unmatched: list[str] = field(default_factory=list)  # source keys with no counterpart
     class_specific: list[str] = field(default_factory=list)  # skipped: other class count
     ignored: int = 0  # BatchNorm num_batches_tracked counters (no weights)
+    notes: list[str] = field(default_factory=list)  # what the file cannot settle: logged, shown
 
     @property
     def num_loaded(self) -> int:
@@ -188,9 +263,10 @@ def load_pretrained(
                 f"model.weights_format is {weights_format}; set model.weights_format: caffe "
                 "(BGR 0-255 minus the BGR mean, as the Caffe model was trained)"
             )
+    notes = _check_vgg16_convention(path, blob, weights_format) if backbone == "vgg16" else []
     own = model.state_dict()
     pooled = getattr(getattr(model, "pooler", None), "output_size", None)
-    summary = LoadSummary(path, weights_format, sha256)
+    summary = LoadSummary(path, weights_format, sha256, notes=notes)
     for name in own:
         summary.total[_group(name)] = summary.total.get(_group(name), 0) + 1
     loaded: dict[str, torch.Tensor] = {}
@@ -220,6 +296,15 @@ def load_pretrained(
             f"model.weights: no tensor of {path} matches backbone '{backbone}' "
             f"(first keys: {list(blob)[:3]}); check model.backbone"
         )
+    head = [f"roi_head.{fc}.weight" for fc in ("fc6", "fc7") if f"roi_head.{fc}.weight" in own]
+    if backbone in _CAFFE_NAMES and head and not all(name in loaded for name in head):
+        missing = ", ".join(n.split(".")[1] for n in head if n not in loaded)
+        summary.notes.append(
+            f"no {missing} in the file, so {missing} start from random "
+            "initialisation (the paper fine-tunes them from the ImageNet model)"
+        )
     model.load_state_dict(loaded, strict=False)
     log.warning("%s", summary.line())
+    for note in summary.notes:
+        log.warning("model.weights %s: %s", path, note)
     return summary

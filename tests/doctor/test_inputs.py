@@ -114,8 +114,12 @@ def test_weights_load_into_the_configured_trunk_with_the_strict_loader(tmp_path:
               c.model.backbone == "vgg_cnn_m_1024"}.values()  # fmt: skip
     good = save_vggm_trunk(tmp_path / "vggm.pth")
     row = weights_file_row(good, [cfg])
-    assert row.status == "ok", row.detail
+    assert row.status == "warn", row.detail  # a trunk-only file: fc6 / fc7 start random
     assert "vgg_cnn_m_1024 (caffe): trunk 10/10, roi_head 0/" in row.detail
+    assert row.detail.endswith(
+        "no fc6, fc7 in the file, so fc6, fc7 start from random "
+        "initialisation (the paper fine-tunes them from the ImageNet model)"
+    )
     bad = save_vggm_trunk(tmp_path / "bad.pth", {**VGGM_CONVS, "conv1": (96, 3, 5, 5)})
     row = weights_file_row(bad, [cfg])
     assert row.status == "fail"

@@ -63,9 +63,12 @@ def test_torchvision_vgg16_features_match_torchvision(tv_vgg16, caplog):
         ref = tv.features[:30](_tv_input(_image()))
     assert ours.shape == ref.shape
     assert _rel_err(ours, ref) < 1e-4
-    # one summary line: all 26 trunk tensors, fc6/fc7 of the head, classifier.6 unmatched
+    # one summary line: all 26 trunk tensors, fc6/fc7 of the head, classifier.6 unmatched; then
+    # one note, as this random conv1 is not torchvision's released one
     lines = [r.getMessage() for r in caplog.records if r.name == "ohem_tune.modeling.weights"]
-    assert len(lines) == 1
+    assert len(lines) == 2
+    assert "conv1 is not torchvision's ImageNet VGG16's" in lines[1]
+    assert "set model.weights_format: caffe" in lines[1]
     assert re.search(
         r"\(torchvision, SHA-256 [0-9a-f]{12}\): trunk 26/26, roi_head 4/8 tensors loaded", lines[0]
     )
@@ -277,3 +280,98 @@ def test_vgg16_pools_round_up_as_caffe():
     model = build_model(cfg, 2).eval()
     with torch.no_grad():
         assert model.features(torch.zeros(1, 3, 50, 70)).shape[-2:] == (4, 5)
+
+
+# --- which pixels a VGG16 file was trained on: its digest, layout, name and conv1 ----------------
+
+
+def _vgg16_file(path: Path, layout: str = "torchvision", conv1_filter0: torch.Tensor | None = None):
+    """A VGG16 state dict with the model's own shapes (fc_dim 16, so fc6 is small): trunk as
+    features.N, fc6 / fc7 at classifier.0 / .3 (torchvision) or .1 / .4 (jcjohnson/pytorch-vgg's
+    Lua Torch layout, whose fc8 is classifier.6 as well)."""
+    own = build_model(build_config({"model": {"backbone": "vgg16", "fc_dim": 16}}), 2)
+    gen = torch.Generator().manual_seed(0)
+    fc6, fc7 = ("classifier.0", "classifier.3") if layout == "torchvision" else (
+        "classifier.1", "classifier.4")  # fmt: skip
+    blob: dict[str, torch.Tensor] = {}
+    for name, tensor in own.state_dict().items():
+        for ours, theirs in (("trunk.", "features."), ("roi_head.fc6.", f"{fc6}."),
+                             ("roi_head.fc7.", f"{fc7}.")):  # fmt: skip
+            if name.startswith(ours):
+                blob[theirs + name[len(ours) :]] = torch.randn(tensor.shape, generator=gen) * 0.1
+    blob["classifier.6.weight"] = torch.randn(1000, 16, generator=gen)
+    blob["classifier.6.bias"] = torch.zeros(1000)
+    if conv1_filter0 is not None:
+        blob["features.0.weight"][0] = conv1_filter0
+    torch.save(blob, path)
+    return path
+
+
+def _vgg16_cfg(path: Path, weights_format: str | None = None) -> dict:
+    model = {"backbone": "vgg16", "fc_dim": 16, "weights": str(path)}
+    return {"model": {**model, "weights_format": weights_format} if weights_format else model}
+
+
+def test_jcjohnson_caffe_vgg16_layout_loads_fc6_fc7_and_needs_the_caffe_format(tmp_path, caplog):
+    path = _vgg16_file(tmp_path / "vgg16.pth", layout="jcjohnson")
+    with caplog.at_level(logging.WARNING, logger="ohem_tune.modeling.weights"):
+        build_model(build_config(_vgg16_cfg(path, "caffe")), 2)
+    assert "trunk 26/26, roi_head 4/8 tensors loaded" in caplog.text
+    assert "2 source tensors unmatched (classifier.6.weight, classifier.6.bias)" in caplog.text
+    with pytest.raises(ConfigError, match="jcjohnson/pytorch-vgg") as err:
+        build_model(build_config(_vgg16_cfg(path)), 2)  # vgg16's default: torchvision
+    assert "set model.weights_format: caffe" in str(err.value) and "\n" not in str(err.value)
+    assert weights.KNOWN_RELEASES["00b39a1b"][0] == "caffe"  # the same file, under its digest
+
+
+@pytest.mark.parametrize("name", ["vgg16_caffe.pth", "vgg16-00b39a1b.pth"])
+def test_a_file_named_as_a_caffe_conversion_needs_the_caffe_format(tmp_path, name):
+    path = _vgg16_file(tmp_path / name)  # torchvision's key names: only the name tells
+    with pytest.raises(ConfigError, match="named as a Caffe conversion") as err:
+        build_model(build_config(_vgg16_cfg(path)), 2)
+    assert str(path) in str(err.value) and "set model.weights_format: caffe" in str(err.value)
+    build_model(build_config(_vgg16_cfg(path, "caffe")), 2)
+    # a name that only contains the word is not one
+    ok = _vgg16_file(tmp_path / "vgg16_notcaffe.pth")
+    build_model(build_config(_vgg16_cfg(ok)), 2)
+
+
+def test_torchvision_vgg16_conv1_is_recognised_whatever_the_file(tmp_path, caplog):
+    from ohem_tune.modeling.weights import _TORCHVISION_VGG16_CONV1_FILTER0 as filter0
+
+    # torchvision's weights re-saved (another digest), even under a Caffe-sounding name
+    path = _vgg16_file(tmp_path / "my_vgg16_caffe.pth", conv1_filter0=filter0)
+    with caplog.at_level(logging.WARNING, logger="ohem_tune.modeling.weights"):
+        build_model(build_config(_vgg16_cfg(path)), 2)
+    assert "conv1 is not" not in caplog.text  # torchvision's own conv1: nothing to note
+    with pytest.raises(ConfigError, match="set model.weights_format: torchvision") as err:
+        build_model(build_config(_vgg16_cfg(path, "caffe")), 2)
+    assert "conv1 is torchvision's ImageNet VGG16's" in str(err.value)
+    # with its planes reversed to BGR it is still torchvision's scale: refused under caffe
+    flipped = _vgg16_file(tmp_path / "bgr.pth", conv1_filter0=filter0.flip(0))
+    with pytest.raises(ConfigError, match="set model.weights_format: torchvision"):
+        build_model(build_config(_vgg16_cfg(flipped, "caffe")), 2)
+    # one value off by 1e-3: another conv1, loaded under caffe without a word
+    other = filter0.clone()
+    other[0, 0, 0] += 1e-3
+    build_model(build_config(_vgg16_cfg(_vgg16_file(tmp_path / "o.pth", conv1_filter0=other),
+                                        "caffe")), 2)  # fmt: skip
+
+
+def test_a_head_without_fc6_fc7_is_noted(tmp_path, caplog):
+    blob = torch.load(_vgg16_file(tmp_path / "full.pth"), weights_only=True)
+    torch.save({k: v for k, v in blob.items() if k.startswith("features.")}, tmp_path / "t.pth")
+    with caplog.at_level(logging.WARNING, logger="ohem_tune.modeling.weights"):
+        summary = weights.load_pretrained(
+            build_model(build_config({"model": {"backbone": "vgg16", "fc_dim": 16}}), 2),
+            tmp_path / "t.pth", "vgg16", "torchvision",
+        )  # fmt: skip
+    assert any("no fc6, fc7 in the file" in n for n in summary.notes)
+    assert "fc6, fc7 start from random initialisation" in caplog.text
+    full = weights.load_pretrained(
+        build_model(build_config({"model": {"backbone": "vgg16", "fc_dim": 16}}), 2),
+        tmp_path / "full.pth",
+        "vgg16",
+        "torchvision",
+    )
+    assert not any("random initialisation" in n for n in full.notes), full.notes
