@@ -124,14 +124,8 @@ def cluster_rows(address: str) -> list[Row]:
 def slots_row(resources: ResourcesSpec, nodes: Sequence[dict[str, float]], where: str) -> Row:
     """How many trials fit at once on `nodes` (a trial runs on one node); none: a failure, as
     every trial would wait forever."""
-    cpu, gpu = resources.cpu, resources.gpu
-    fits = 0
-    for res in nodes:
-        on_node = math.floor(res.get("CPU", 0) / cpu + 1e-9)
-        if gpu:
-            on_node = min(on_node, math.floor(res.get("GPU", 0) / gpu + 1e-9))
-        fits += on_node
-    each = f"{cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "") + " per trial"
+    fits = run_cluster.node_slots(resources, list(nodes))
+    each = run_cluster.per_trial(resources)
     if fits == 0:
         most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
         most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)

@@ -261,15 +261,51 @@ def require_shared_storage(storage_path: str) -> StorageCheck:
     return check
 
 
-def cluster_slots(resources: Any) -> int:
-    """How many trials fit at once on the cluster with these per-trial resources."""
-    import ray
+def node_slots(resources: Any, nodes: list[dict[str, float]]) -> int:
+    """How many trials fit at once on nodes with these resources (a trial runs on one node)."""
+    fits = 0
+    for res in nodes:
+        on_node = math.floor(res.get("CPU", 0) / resources.cpu + 1e-9)
+        if resources.gpu:
+            on_node = min(on_node, math.floor(res.get("GPU", 0) / resources.gpu + 1e-9))
+        fits += on_node
+    return fits
 
-    total = ray.cluster_resources()
-    fits = [math.floor(total.get("CPU", 0) / resources.cpu + 1e-9)]
-    if resources.gpu:
-        fits.append(math.floor(total.get("GPU", 0) / resources.gpu + 1e-9))
-    slots = max(1, min(fits))
+
+def autoscaler_max_resources() -> dict[str, float] | None:
+    """What the cluster's autoscaler may grow it to (None: no autoscaler config in the GCS).
+    Ray Train's own feasibility check reads the same."""
+    try:
+        from ray._private.state import state
+
+        return state.get_max_resources_from_cluster_config()
+    except Exception:  # an older GCS without the key, or a private API that moved
+        return None
+
+
+def per_trial(resources: Any) -> str:
+    """'4 CPU + 1 GPU per trial'."""
+    gpu = f" + {resources.gpu:g} GPU" if resources.gpu else ""
+    return f"{resources.cpu:g} CPU{gpu} per trial"
+
+
+def cluster_slots(resources: Any, where: str = "the local Ray") -> int:
+    """How many trials fit at once on the joined cluster. None fitting is a one-line error (Ray
+    Tune would leave every trial pending forever), unless an autoscaler can add such nodes."""
+    nodes = [dict(n.get("Resources") or {}) for n in live_nodes()]
+    slots = node_slots(resources, nodes)
+    grow = autoscaler_max_resources()
+    if grow:  # nodes an autoscaler can start count: Tune waits for them
+        slots = max(slots, node_slots(resources, [grow]))
+    if slots == 0:
+        most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+        most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
+        raise ConfigError(
+            f"resources: {per_trial(resources)}, but {where} offers at most {most_cpu:g} CPUs "
+            f"and {most_gpu:g} GPUs on one node, and no autoscaler can add more: no trial "
+            "could start; lower the spec's resources (--resources cpu=1,gpu=0 runs on CPUs) "
+            "or join a cluster that has them (--address)"
+        )
     if resources.max_concurrent:
         slots = min(slots, resources.max_concurrent)
     return slots

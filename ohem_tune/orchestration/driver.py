@@ -101,7 +101,8 @@ def run_plan(
         cluster.check_cluster_tracking(plan.tracking_uri)
         if address is not None:  # a local Ray's trials share the driver's disk
             cluster.require_shared_storage(plan.storage)
-        summary.slots = cluster.cluster_slots(resources)
+        where = f"the Ray cluster at {address}" if address else "the local Ray"
+        summary.slots = cluster.cluster_slots(resources, where)
         parent_tags = {
             tk.TAG_SPEC: Path(plan.spec_path).name,
             tk.TAG_SPEC_HASH: spec.spec_hash(),

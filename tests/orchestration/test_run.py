@@ -217,6 +217,23 @@ def test_a_trial_given_a_logical_gpu_without_cuda_fails_at_once(ray_cluster, tmp
     assert cpu_run.data.tags[tk.TAG_GPU_MEMORY_CAP] == "none"  # a CPU trial caps nothing
 
 
+def test_trials_no_node_can_hold_are_refused_not_left_pending(ray_cluster, tmp_path,
+                                                               dataset_cache):  # fmt: skip
+    # Ray Tune would leave them PENDING for ever (it only logs a warning every 60 s)
+    for asked, offered in (
+        ("cpu=3,gpu=1", "at most 2 CPUs and 2 GPUs"),
+        ("cpu=8", "at most 2 CPUs"),
+    ):
+        plan = plan_for(SMOKE, tmp_path / asked, dataset_cache, only=["frcn"], resources=[asked])
+        started = time.time()
+        with pytest.raises(ConfigError, match="no trial could start") as err:
+            run_plan(plan)
+        assert time.time() - started < 60
+        assert offered in str(err.value) and "\n" not in str(err.value)
+        assert "--resources cpu=1,gpu=0" in str(err.value)
+        assert trial_runs(tmp_path / asked, "smoke") == []  # nothing started, nothing logged
+
+
 def test_optuna_with_asha_prunes_weak_trials(ray_cluster, tmp_path, dataset_cache):
     spec = spec_file(
         tmp_path,
