@@ -93,10 +93,40 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
         )
     else:
         dataset.meta["proposals_source"] = "none"
+    if train:
+        dataset = drop_unusable_images(
+            dataset, cfg.sampler.bg_lo, cfg.sampler.bg_hi, cfg.dataset.use_difficult
+        )
     if train and cfg.input.flip:
         dataset = with_flipped(dataset)
     dataset.meta["split"] = split
     return dataset
+
+
+def drop_unusable_images(
+    dataset: DetectionDataset, bg_lo: float, bg_hi: float, use_difficult: bool = False
+) -> DetectionDataset:
+    """Drop training images no minibatch could take a RoI from, as the authors' filter_roidb
+    (fast-rcnn lib/fast_rcnn/train.py). The ground truth is among the RoIs, so an image with a
+    training object always has a foreground RoI; one without (all its objects difficult) has
+    every RoI at IoU 0, a background only where bg_lo <= 0 < bg_hi."""
+    if bg_lo <= 0 < bg_hi:
+        return dataset
+    kept = [r for r in dataset.records if r.training_gt_mask(use_difficult).any()]
+    dropped = len(dataset.records) - len(kept)
+    if not dropped:
+        return dataset
+    log.warning(
+        "%s: %d training image(s) dropped: no training object (all difficult), so no RoI in "
+        "sampler.bg_lo %g .. bg_hi %g either (as the authors' filter_roidb)",
+        dataset.name, dropped, bg_lo, bg_hi,
+    )  # fmt: skip
+    if not kept:
+        raise DataError(
+            f"{dataset.name}: no training image has a training object; check the annotations "
+            "or set dataset.use_difficult: true"
+        )
+    return replace(dataset, records=kept, meta={**dataset.meta, "unusable_dropped": dropped})
 
 
 def _check_val_disjoint(root: Path | None, train_split: str, val_split: str) -> None:

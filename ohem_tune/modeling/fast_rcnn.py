@@ -64,7 +64,7 @@ class FastRCNN(nn.Module):
 
     def decode_boxes(self, rois: torch.Tensor, bbox_deltas: torch.Tensor) -> torch.Tensor:
         """Per-class boxes (R, K+1, 4), inclusive pixels, from rois (R, 4) and normalised deltas."""
-        deltas = bbox_deltas.reshape(bbox_deltas.shape[0], -1, 4).float()
+        deltas = bbox_deltas.reshape(bbox_deltas.shape[0], bbox_deltas.shape[1] // 4, 4).float()
         deltas = deltas * self.bbox_stds + self.bbox_means
         return decode(rois[:, -4:].float(), deltas)
 

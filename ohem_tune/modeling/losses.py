@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 def select_class_deltas(bbox_deltas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(R, 4*(K+1)) -> the (R, 4) deltas of each RoI's own label."""
-    deltas = bbox_deltas.reshape(bbox_deltas.shape[0], -1, 4)
+    deltas = bbox_deltas.reshape(bbox_deltas.shape[0], bbox_deltas.shape[1] // 4, 4)
     return deltas[torch.arange(deltas.shape[0], device=deltas.device), labels]
 
 

@@ -91,3 +91,29 @@ def test_val_split_synthetic_and_voc(tiny_cfg: Config, tmp_path):
     cfg.dataset.format = "coco"
     with pytest.raises(DataError, match="dataset.val_split: 'val' is not supported for COCO"):
         build_dataset(cfg, "val")
+
+
+def test_training_images_without_a_usable_roi_are_dropped_as_filter_roidb(
+    tiny_cfg: Config, tmp_path, caplog
+):
+    # img_d's only object is difficult: no training object, so every RoI has IoU 0 -- no
+    # background in [bg_lo 0.1, 0.5) either; the heuristic could never draw a RoI from it
+    images = [*VOC_IMAGES[:2], ("img_d", 30, 30, [("cat", 2, 2, 20, 20, 1)])]
+    root = make_voc(tmp_path / "VOC2007", images=images, split="trainval")
+    dataset = {"format": "voc", "root": str(root), "class_names": ["cat", "dog"],
+               "proposals": {"generator": "none"}}  # fmt: skip
+    tree = deep_merge(tiny_cfg.model_dump(mode="json"), {"dataset": dataset})
+    with caplog.at_level("WARNING", logger="ohem_tune.data.build"):
+        train = build_dataset(build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.1}})), "train")
+    assert sorted({r.image_id for r in train.records}) == ["img_a", "img_b"]  # and flipped copies
+    assert len(train) == 4 and train.meta["unusable_dropped"] == 1
+    assert "1 training image(s) dropped" in caplog.text
+    # bg_lo 0 (OHEM, FRCN without the heuristic): its RoIs are backgrounds; it stays
+    ohem = build_dataset(build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.0}})), "train")
+    assert "img_d" in {r.image_id for r in ohem.records} and len(ohem) == 6
+    # dataset.use_difficult: the difficult object trains, so the image does too
+    used = deep_merge(tree, {"sampler": {"bg_lo": 0.1}, "dataset": {"use_difficult": True}})
+    assert "img_d" in {r.image_id for r in build_dataset(build_config(used), "train").records}
+    # the test split keeps every image
+    test_tree = deep_merge(tree, {"dataset": {"test_split": "trainval"}})
+    assert len(build_dataset(build_config(test_tree), "test")) == 3

@@ -159,3 +159,19 @@ def test_ranking_pass_under_bf16_autocast_leaves_the_head_gradients_intact():
         torch.testing.assert_close(got, want, rtol=0, atol=0)
         if id(p) in head:
             assert got.abs().sum() > 0  # the head did get a gradient
+
+
+def test_a_minibatch_with_no_roi_to_train_on_gives_zero_loss_not_a_crash():
+    # an image whose objects are all difficult, alone in its minibatch (N = 1) under bg_lo 0.1:
+    # its RoIs all have IoU 0, so the heuristic selects none (fast-rcnn drops such images
+    # beforehand; this is the step's own guard)
+    model = _model("roi_align")
+    batch = _minibatch()
+    one = Minibatch(batch.images[:1], batch.image_sizes[:1], [1.0], [batch.rois[0][2:]],
+                    [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.long)], [0])  # fmt: skip
+    sampler = build_sampler(SamplerConfig(name="heuristic", bg_lo=0.1), 1)
+    out = forward_minibatch(model, one, sampler, 0.5)
+    assert out.loss.item() == 0.0
+    out.loss.backward()  # a graph with no RoI in it still backpropagates (zero gradients)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert all(float(g.abs().sum()) == 0.0 for g in grads)

@@ -175,3 +175,19 @@ def test_image_without_proposals_has_no_detections(tiny_cfg, test_set):
         tiny_cfg.test.iterative_bbox = iterative
         detections = detect(model, subset, tiny_cfg, "cpu")
         assert [sum(len(d) for d in per) > 0 for per in detections] == [True, False, True]
+
+
+def test_an_image_without_proposals_gives_no_detections_alone_or_in_a_batch(tiny_cfg: Config):
+    # a proposal file may hold an empty cell, and min_size / unique_boxes can remove every box
+    # of an image; the paper profile evaluates one image per pass (test.batch_images: 1)
+    test = build_dataset(tiny_cfg, "test")
+    records = [replace(test.records[0], proposals=np.zeros((0, 4), np.float32)), test.records[1]]
+    test = replace(test, records=records)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, test.num_classes).eval()
+    for batch_images in (1, 2):
+        tiny_cfg.test.batch_images = batch_images
+        dets = detect(model, test, tiny_cfg, torch.device("cpu"))
+        assert len(dets) == 2
+        assert sum(len(k) for k in dets[0]) == 0  # no RoI, no detection
+        assert sum(len(k) for k in dets[1]) > 0
