@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -153,9 +154,12 @@ def _proposal_filters(prop: ProposalConfig) -> dict[str, Any]:
 
 
 def _under_root(root: Path | None, path: Path | None) -> Path | None:
+    """`path` relative to dataset.root, its `..` taken lexically: with data/VOCdevkit a symlink
+    (py-faster-rcnn's layout), root/../../selective_search_data stays under data/, not under the
+    link's target as the filesystem would resolve it."""
     if path is None:
         return None
-    return path if path.is_absolute() or root is None else Path(root) / path
+    return path if path.is_absolute() or root is None else Path(os.path.normpath(Path(root) / path))
 
 
 def flip_record(record: ImageRecord) -> ImageRecord:

@@ -146,7 +146,8 @@ def _check_vgg16_convention(path: Path, blob: dict, weights_format: str) -> list
             f"({layout[0]}, ...: BGR 0-255 pixels) but model.weights_format is torchvision; "
             "set model.weights_format: caffe"
         )
-    words = _CAFFE_NAME_WORDS & set(re.split(r"[^0-9a-z]+", path.name.lower()))
+    names = f"{path.name} {path.resolve().name}".lower()  # a link's name and its target's
+    words = _CAFFE_NAME_WORDS & set(re.split(r"[^0-9a-z]+", names))
     if words and not is_torchvision:
         raise ConfigError(
             f"model.weights: {path} is named as a Caffe conversion ('{sorted(words)[0]}': BGR "

@@ -6,6 +6,7 @@ experiment lives: its local folder (manifest, trial folders) and the storage Tun
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -179,13 +180,14 @@ def invocation_name(plan: Plan) -> str:
 
 
 def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
-    """Make the config's local paths absolute: trials run in other working directories."""
+    """Make the config's local paths absolute: trials run in other working directories. Taken
+    lexically (symlinks kept): dataset.root's proposal files are relative to the path given."""
     ds = tree.get("dataset", {})
 
     def fix(node: dict[str, Any], key: str) -> None:
         value = node.get(key)
         if value and not Path(value).is_absolute() and "://" not in str(value):
-            node[key] = str((cwd / value).resolve())
+            node[key] = os.path.abspath(cwd / value)
 
     fix(ds, "root")
     fix(ds.get("synthetic", {}), "cache_dir")

@@ -117,3 +117,24 @@ def test_training_images_without_a_usable_roi_are_dropped_as_filter_roidb(
     # the test split keeps every image
     test_tree = deep_merge(tree, {"dataset": {"test_split": "trainval"}})
     assert len(build_dataset(build_config(test_tree), "test")) == 3
+
+
+def test_proposal_files_relative_to_a_symlinked_devkit_stay_beside_it(tiny_cfg: Config, tmp_path):
+    # py-faster-rcnn's layout: data/VOCdevkit is a link to the devkit on a big disk, and
+    # data/selective_search_data sits beside the link, where the paper profile's
+    # dataset.root/../../selective_search_data points
+    from tests.data.builders import write_selective_search_mat
+
+    devkit = make_voc(tmp_path / "disk" / "VOCdevkit" / "VOC2007", split="trainval")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "VOCdevkit").symlink_to(devkit.parent, target_is_directory=True)
+    boxes = {i: np.array([[0.0, 0.0, 9.0, 9.0]]) for i, *_ in VOC_IMAGES}
+    write_selective_search_mat(data / "selective_search_data" / "voc_2007_test.mat", boxes)
+    proposals = {"test_file": "../../selective_search_data/voc_2007_test.mat"}
+    dataset = {"format": "voc", "root": str(data / "VOCdevkit" / "VOC2007"),
+               "class_names": ["cat", "dog"], "test_split": "trainval",
+               "proposals": proposals}  # fmt: skip
+    cfg = build_config(deep_merge(tiny_cfg.model_dump(mode="json"), {"dataset": dataset}))
+    test = build_dataset(cfg, "test")
+    assert [r.proposals.tolist() for r in test.records] == [[[0.0, 0.0, 9.0, 9.0]]] * 3

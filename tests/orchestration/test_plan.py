@@ -69,3 +69,17 @@ def test_resources_override_is_validated():
         parse_resources(["tpu=1"], "s.yaml")
     with pytest.raises(ConfigError, match="'x' is not a number"):
         parse_resources(["cpu=x"], "s.yaml")
+
+
+def test_a_trial_configs_dataset_root_keeps_its_symlink(tmp_path):
+    # dataset.root's proposal files (../../selective_search_data/...) are relative to the root
+    # as given; resolving data/VOCdevkit's link would move them under the link's target
+    from ohem_tune.orchestration.plan import absolute_paths
+
+    (tmp_path / "disk" / "VOCdevkit").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "VOCdevkit").symlink_to(tmp_path / "disk" / "VOCdevkit")
+    tree = absolute_paths({"dataset": {"root": "data/VOCdevkit/VOC2007"},
+                           "model": {"weights": "./data/../data/vgg16.pth"}}, tmp_path)  # fmt: skip
+    assert tree["dataset"]["root"] == str(tmp_path / "data" / "VOCdevkit" / "VOC2007")
+    assert tree["model"]["weights"] == str(tmp_path / "data" / "vgg16.pth")
