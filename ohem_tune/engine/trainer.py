@@ -174,7 +174,12 @@ class Trainer:
         self.max_iter = cfg.train.max_iter
         self.train_seconds = 0.0  # over all sessions of this run (restored on resume)
         self.metrics_rows: dict[int, dict[str, float]] = {}
-        self.eval_sets: dict[str, Any] = {}  # split -> DetectionDataset, built on first use
+        self.eval_sets: dict[str, Any] = {}  # split -> DetectionDataset
+        if cfg.train.final_eval or cfg.train.eval_period:
+            # read now, not after hours of training: a missing split file, proposal file or
+            # annotation of the test (or val) split fails the run before its first iteration
+            for split in self.eval_splits(final=cfg.train.final_eval):
+                self.eval_sets[split] = build_dataset(cfg, split)  # type: ignore[arg-type]
         self._last_eval: dict[str, float] = {}
         self._held_peaks: tuple[float, float | None] = (0.0, None)  # training peaks before evals
         self._final_peaks: tuple[float, float | None] | None = None
@@ -405,12 +410,8 @@ class Trainer:
     def _evaluate(self, final: bool = False) -> dict[str, float]:
         """Evaluate on eval_splits(final). Memory peaks are held before and restarted after,
         so an evaluation's (larger test images, no RoI sampling) never counts as training's."""
-        try:
-            from ohem_tune.evaluation import evaluate
-        except ImportError:
-            log.warning("ohem_tune.evaluation.evaluate is not available; skipping evaluation")
-            return {}
         from ohem_tune.data.build import build_dataset
+        from ohem_tune.evaluation import evaluate
 
         metrics: dict[str, float] = {}
         self._held_peaks = self._training_peaks()

@@ -332,3 +332,20 @@ def test_non_finite_loss_stops_before_the_next_checkpoint(tiny_cfg: Config, tmp_
         Trainer(cfg, tmp_path, hooks=[_PoisonAt(5)]).train()
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert files == ["last", "model_0000004.pt"]
+
+
+def test_a_missing_test_proposal_file_fails_before_the_first_iteration(
+    tiny_cfg: Config, tmp_path: Path
+):
+    # the test split is read when the trainer is built, not at the final evaluation hours later
+    from ohem_tune.errors import DataError
+
+    cfg = _configure(tiny_cfg, "heuristic", 5, final_eval=True)
+    cfg.dataset.proposals.test_file = tmp_path / "voc_2007_test.mat"
+    with pytest.raises(DataError, match="voc_2007_test.mat"):
+        Trainer(cfg, tmp_path / "out")
+    assert last_checkpoint(tmp_path / "out") is None  # no iteration ran
+    cfg.train.final_eval = False  # a run that evaluates nothing does not need the file
+    trainer = Trainer(cfg, tmp_path / "out2")
+    trainer.train()
+    assert trainer.iteration == 5
