@@ -153,7 +153,8 @@ def steady(periods: list[dict[str, float]], key: str) -> float | None:
 
 def amp_on_mode(device: torch.device) -> str:
     """bf16 where the GPU supports it, else fp16; bf16 on the CPU (the dry run)."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    # native bf16 only (sm_80+): torch's default also counts emulation, which the trainer refuses
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return "fp16"
     return "bf16"
 
@@ -377,7 +378,7 @@ def machine(device: torch.device) -> dict[str, Any]:
                 "gpu_count": torch.cuda.device_count(),
                 "gpu_memory_gb": round(props.total_memory / 2**30, 2),
                 "capability": f"{props.major}.{props.minor}",
-                "bf16_supported": torch.cuda.is_bf16_supported(),
+                "bf16_supported": torch.cuda.is_bf16_supported(including_emulation=False),
             }
         )
     return info

@@ -59,13 +59,26 @@ def gpu_row(index: int) -> Row:
     )
     arch = f"sm_{major}{minor}"
     built = torch.cuda.get_arch_list()
-    if built and arch not in built and not any(a.startswith("compute_") for a in built):
+    if built and not has_kernels_for(built, major, minor):
         return Row(
             f"GPU {index}",
             "warn",
             f"{detail}; this torch build has no {arch} kernels ({', '.join(built)})",
         )
     return Row(f"GPU {index}", "ok", detail)
+
+
+def has_kernels_for(built: list[str], major: int, minor: int) -> bool:
+    """A build's arch list runs on sm_<major><minor>: cubins of the same major and a minor no
+    higher (sm_86 runs on sm_89), or PTX (compute_XY) the driver compiles."""
+    if any(a.startswith("compute_") for a in built):
+        return True
+    for arch in built:
+        digits = arch.removeprefix("sm_").rstrip("abf")
+        if digits.isdigit() and len(digits) >= 2:
+            if int(digits[:-1]) == major and int(digits[-1]) <= minor:
+                return True
+    return False
 
 
 def devices() -> list[str]:

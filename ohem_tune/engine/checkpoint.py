@@ -26,7 +26,7 @@ def checkpoint_name(iteration: int) -> str:
     return f"model_{iteration:07d}.pt"
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(cuda: bool = False) -> dict[str, Any]:
     """torch (CPU and CUDA), numpy and python RNG states as weights_only-loadable values."""
     np_state = np.random.get_state()
     py_state = random.getstate()
@@ -40,8 +40,8 @@ def rng_state() -> dict[str, Any]:
         },
         "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if cuda:  # the training device's generator only: a resume may see fewer GPUs
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -55,8 +55,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )  # fmt: skip
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible GPU's; device 0 trained
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
 
 
 def save_checkpoint(out_dir: Path, iteration: int, payload: dict[str, Any], keep: int = 0) -> Path:

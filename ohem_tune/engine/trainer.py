@@ -35,7 +35,12 @@ from ohem_tune.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ohem_tune.engine.device import amp_dtype, configure_cuda_backends
+from ohem_tune.engine.device import (
+    amp_dtype,
+    configure_cuda_backends,
+    cuda_unavailable_reason,
+    nvidia_driver_version,
+)
 from ohem_tune.engine.hooks import Hook
 from ohem_tune.engine.period import PeriodStats, Value
 from ohem_tune.engine.phases import PHASES, PhaseClock
@@ -56,11 +61,27 @@ PHASE_KEYS = {phase: f"{K.PHASE_PREFIX}{phase}_s" for phase in PHASES}
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto -> the first visible CUDA device (CUDA_VISIBLE_DEVICES, as Ray sets it) or CPU."""
+    """auto -> the first visible CUDA device (CUDA_VISIBLE_DEVICES, as Ray sets it) or CPU.
+
+    auto on a machine whose NVIDIA driver answers but where torch cannot use CUDA (a CPU build,
+    a driver older than the wheel's CUDA) is an error, not a quiet CPU run; GPUs hidden on
+    purpose (CUDA_VISIBLE_DEVICES empty or -1) mean the CPU."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device: 'cuda' requested but no CUDA device is visible")
+        raise TrainingError(
+            f"train.device: 'cuda' requested but CUDA is unavailable: {cuda_unavailable_reason()}"
+        )
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1", "NoDevFiles")
+        driver = None if hidden else nvidia_driver_version()
+        if driver is not None:
+            raise TrainingError(
+                f"train.device: auto: an NVIDIA driver ({driver}) answers here but torch cannot "
+                f"use CUDA: {cuda_unavailable_reason()}; or set train.device: cpu to train on "
+                "the CPU on purpose"
+            )
+        name = "cpu"
     return torch.device(name)
 
 
@@ -442,7 +463,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "iteration": self.iteration,
             "train_seconds": self.train_seconds,
-            "rng": rng_state(),
+            "rng": rng_state(cuda=self.device.type == "cuda"),
             "class_names": self.class_names,
             "config": self.cfg.model_dump(mode="json"),
         }

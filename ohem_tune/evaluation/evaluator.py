@@ -12,6 +12,7 @@ import torch
 
 from ohem_tune.config import Config
 from ohem_tune.data.records import DetectionDataset
+from ohem_tune.engine.device import amp_dtype
 from ohem_tune.evaluation.detections import Detections, PerImageDetections
 from ohem_tune.evaluation.inference import detect_batch
 from ohem_tune.evaluation.metrics import compute_metrics
@@ -81,16 +82,20 @@ def detect(
 ) -> PerImageDetections:
     """Run the detector over every record of dataset under inference mode (model mode restored)."""
     device = torch.device(device)
-    amp = cfg.solver.amp if device.type == "cuda" else "off"
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+    dtype = amp_dtype(cfg.solver.amp, device)  # bf16 without native support: an error
     was_training = model.training
     model.eval()
+    # test images are not padded to a few shapes: cuDNN's autotuner would re-run for each new
+    # one (the algorithm it picks changes the speed and the last bits, not what is computed)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
     detections: PerImageDetections = []
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype, enabled=dtype is not None):
             for batch in image_batches(dataset.records, cfg):
                 detections.extend(detect_batch(model, batch, cfg.test, device))
     finally:
+        torch.backends.cudnn.benchmark = benchmark
         model.train(was_training)
     return detections
 

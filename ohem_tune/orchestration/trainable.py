@@ -337,6 +337,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     restore_tune_checkpoint(out_dir)
     hook = TuneMlflowHook(run, ctx, cfg.train.max_iter, trial_id, started, cpu_started)
     status, error = STATUS_FAILED, None
+    trainer = None
     try:
         from ohem_tune.engine.trainer import Trainer
 
@@ -372,6 +373,7 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
         try:
             run.end(status, error)
         finally:
+            trainer = None  # its model, gradients and momentum: freed before the cache is emptied
             release_gpu_memory(device)  # a reused actor must not keep this trial's blocks
 
 

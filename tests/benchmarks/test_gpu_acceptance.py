@@ -83,3 +83,22 @@ def test_dry_run_writes_the_card(tmp_path, dataset_cache):
     assert sorted(t["variant"] for t in packed["trials"]) == ["frcn", "ohem"]
     assert all(t["device"] == "cpu" and t[tk.FINAL_SEC_PER_ITER] > 0 for t in packed["trials"])
     assert isinstance(packed["concurrent"], bool)
+
+
+def test_amp_leg_uses_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
+    # torch's is_bf16_supported() counts emulation by default (True on a T4 or V100), which the
+    # trainer refuses; the card must then measure fp16
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_acceptance", module)  # its dataclasses look it up
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
+    )
+    assert module.amp_on_mode(torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert module.amp_on_mode(torch.device("cuda")) == "bf16"
+    assert module.amp_on_mode(torch.device("cpu")) == "bf16"  # the dry run

@@ -55,3 +55,14 @@ def test_each_gpu_gets_a_row_with_its_capabilities():
     assert [r.check for r in rows] == [f"GPU {i}" for i in range(torch.cuda.device_count())]
     name = torch.cuda.get_device_properties(0).name
     assert rows[0].detail.startswith(name) and "compute capability" in rows[0].detail
+
+
+def test_kernels_of_the_same_major_and_a_lower_minor_run_on_a_gpu():
+    from ohem_tune.doctor.environment import has_kernels_for
+
+    built = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # a cu130 wheel's list
+    assert has_kernels_for(built, 8, 9)  # L4 / L40S / RTX 4090 run sm_86 cubins
+    assert has_kernels_for(built, 9, 0) and has_kernels_for(built, 7, 5)
+    assert not has_kernels_for(built, 7, 0)  # V100: dropped from this build
+    assert not has_kernels_for(["sm_86"], 8, 0)  # a higher minor does not run on a lower one
+    assert has_kernels_for(["sm_90a"], 9, 0) and has_kernels_for(["compute_90"], 7, 0)

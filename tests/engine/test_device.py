@@ -150,3 +150,44 @@ def test_a_cublas_workspace_the_user_set_is_kept(restore_backends, monkeypatch):
     monkeypatch.setenv(CUBLAS_WORKSPACE_ENV, ":16:8")
     settings = configure_cuda_backends(torch.device("cuda"), True, "highest")
     assert os.environ[CUBLAS_WORKSPACE_ENV] == ":16:8" and settings[CUBLAS_WORKSPACE_ENV] == ":16:8"
+
+
+@needs_no_cuda
+def test_auto_with_a_driver_torch_cannot_use_is_an_error_not_a_cpu_run(monkeypatch, tmp_path):
+    from ohem_tune.engine.trainer import resolve_device
+
+    # a node whose driver answers (a stand-in nvidia-smi on PATH) while torch has no CUDA
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 535.104.05\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(TrainingError) as err:
+        resolve_device("auto")
+    message = str(err.value)
+    assert "NVIDIA driver (535.104.05) answers" in message and "train.device: cpu" in message
+    assert "\n" not in message
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # GPUs hidden on purpose: the CPU
+    assert resolve_device("auto").type == "cpu"
+    monkeypatch.setenv("PATH", "/nonexistent")  # no driver at all: the CPU
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(TrainingError, match="'cuda' requested but CUDA is unavailable"):
+        resolve_device("cuda")
+
+
+def test_a_checkpoint_restores_only_the_training_gpus_generator(monkeypatch):
+    # saved on a 4-GPU node by older code (one state per visible GPU), resumed where one GPU is
+    # visible: device 0's state is restored, never set_rng_state_all's per-index loop
+    from ohem_tune.engine import checkpoint
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s: restored.append(s))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: pytest.fail("per-GPU restore"))
+    state = checkpoint.rng_state()
+    assert "cuda" not in state  # a CPU run saves no CUDA generator (nor initialises CUDA)
+    states = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    checkpoint.set_rng_state({**state, "cuda": states})
+    checkpoint.set_rng_state({**state, "cuda": states[2]})
+    assert [int(s[0]) for s in restored] == [0, 2]
