@@ -190,7 +190,7 @@ class Runner:
         """This method's read-only RoI-head pass over all RoIs alone (features computed first)."""
         with torch.no_grad():
             features = self.model.features(batch.images)
-        targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
+        targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5, batch.scales)
         norm = torch.zeros_like(targets.targets)
         _sync(self.device)
         start = CLOCK()
@@ -203,7 +203,9 @@ class Runner:
         with torch.no_grad():
             features = self.model.features(batch.images)
         fg_thresh = self.cfg.sampler.fg_thresh
-        targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
+        targets = match_minibatch(
+            batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh, batch.scales
+        )
         fg = (targets.labels > 0)[:, None].to(targets.targets.dtype)
         norm = self.model.normalize_targets(targets.targets, targets.labels) * fg
         approx = build_ranking_pass(self.cfg.sampler, self.model, features, targets, norm)
@@ -383,7 +385,7 @@ def chunk_probe(setting: str, rois_per_image: int, device: torch.device) -> None
     runner = Runner(cfg, k, "ohem", device)
     with torch.no_grad():
         features = runner.model.features(batch.images)
-    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5)
+    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, 0.5, batch.scales)
     norm = torch.zeros_like(targets.targets)
     auto = RankingPass(runner.model, features, targets, norm).auto_chunk_size(features)
     print(f"\n## ranking-pass chunks, {setting}: {len(targets)} RoIs, auto chunk = {auto}")

@@ -89,7 +89,8 @@ class MinibatchBuilder(Dataset):
             return _LoadFailure(str(exc))
 
     def build(self, iteration: int) -> Minibatch:
-        """Load, resize, normalise and pad the images of `iteration` and scale their RoIs."""
+        """Load, resize, normalise and pad the images of `iteration`; RoIs stay in original
+        pixels with each image's scale beside them."""
         idx = self.indices(iteration)
         rng = np.random.default_rng([self.seed, iteration, 0x5CA1E])
         targets = rng.choice(len(self.scales), size=len(idx))
@@ -100,8 +101,8 @@ class MinibatchBuilder(Dataset):
                 load_image(record), self.scales[target], self.max_size, self.convention
             )
             keep = record.training_gt_mask(self.use_difficult)
-            boxes = torch.from_numpy(record.boxes[keep]).float() * scale
-            props = torch.from_numpy(record.proposals).float() * scale
+            boxes = torch.from_numpy(record.boxes[keep]).float()  # original pixels: matched
+            props = torch.from_numpy(record.proposals).float()  # there, pooled at `scale`
             images.append(image)
             sizes.append((int(image.shape[1]), int(image.shape[2])))
             scales.append(scale)

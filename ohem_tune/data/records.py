@@ -60,7 +60,8 @@ class DetectionDataset:
 
 @dataclass
 class Minibatch:
-    """N images resized, normalised and padded, with RoIs and GT in the resized coordinates."""
+    """N images resized, normalised and padded, with RoIs and GT in the original pixels (they
+    are matched there, and pooled at `scales`)."""
 
     images: torch.Tensor  # (N, 3, H, W) float32, pixel mean subtracted, zero padded
     image_sizes: list[tuple[int, int]]  # (h, w) of each resized image before padding

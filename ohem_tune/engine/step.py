@@ -89,7 +89,7 @@ def forward_minibatch(
     times the agreement check of an approximate ranking pass (sampler.agreement_period).
     """
     features = model.features(batch.images)
-    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh)
+    targets = match_minibatch(batch.rois, batch.gt_boxes, batch.gt_labels, fg_thresh, batch.scales)
     fg = (targets.labels > 0)[:, None].to(targets.targets.dtype)
     norm_targets = model.normalize_targets(targets.targets, targets.labels) * fg
 

@@ -55,8 +55,13 @@ def match_minibatch(
     gt_boxes: list[torch.Tensor],
     gt_labels: list[torch.Tensor],
     fg_thresh: float,
+    scales: list[float] | None = None,
 ) -> RoITargets:
-    """Match every image's RoIs (GT first, then proposals) to its GT and concatenate."""
+    """Match every image's RoIs (GT first, then proposals) to its GT and concatenate.
+
+    RoIs and GT are in the image's original pixels, where the authors compute overlaps and
+    targets (fast-rcnn's roidb): with +1 widths an IoU changes with the resize. `scales` maps
+    the returned `rois` onto each resized image, for pooling (their `_project_im_rois`)."""
     parts = [match_image(r, b, lab) for r, b, lab in zip(rois, gt_boxes, gt_labels, strict=True)]
     max_iou = torch.cat([p[0] for p in parts])
     gt_lab = torch.cat([p[1] for p in parts])
@@ -66,5 +71,6 @@ def match_minibatch(
     )
     labels = torch.where(max_iou >= fg_thresh, gt_lab, torch.zeros_like(gt_lab))
     targets = torch.where((labels > 0)[:, None], targets, torch.zeros_like(targets))
-    batch_rois = torch.cat([image_index[:, None].to(targets.dtype), torch.cat(rois)], dim=1)
+    pooled = rois if scales is None else [r * s for r, s in zip(rois, scales, strict=True)]
+    batch_rois = torch.cat([image_index[:, None].to(targets.dtype), torch.cat(pooled)], dim=1)
     return RoITargets(batch_rois, image_index, max_iou, gt_lab, labels, targets, len(rois))

@@ -46,10 +46,11 @@ def test_batches_hold_scaled_gt_then_proposals(tiny_cfg: Config, train_set):
             assert batch.images[i, :, h:, :].abs().sum() == 0  # zero padding
             keep = ~record.difficult
             g = int(keep.sum())
-            assert torch.allclose(batch.gt_boxes[i], torch.from_numpy(record.boxes[keep]) * scale)
-            assert torch.allclose(batch.rois[i][:g], batch.gt_boxes[i])
+            # RoIs and GT in the record's own pixels (matched there, pooled at batch.scales)
+            assert torch.equal(batch.gt_boxes[i], torch.from_numpy(record.boxes[keep]))
+            assert torch.equal(batch.rois[i][:g], batch.gt_boxes[i])
             assert len(batch.rois[i]) == g + len(record.proposals)
-            assert torch.allclose(batch.rois[i][g:], torch.from_numpy(record.proposals) * scale)
+            assert torch.equal(batch.rois[i][g:], torch.from_numpy(record.proposals))
             assert torch.equal(batch.gt_labels[i], torch.from_numpy(record.labels[keep]))
     assert seen_scales == {64, 128}
 
