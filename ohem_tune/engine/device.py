@@ -58,6 +58,9 @@ def nvidia_driver_version() -> str | None:
     return lines[0] if out.returncode == 0 and lines else None
 
 
+NOSET_ENV = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+
+
 def trial_device(wanted: str, assigned_gpus: Sequence[str | int]) -> str:
     """'cuda' or 'cpu' for a run given `assigned_gpus` by its scheduler, per train.device.
 
@@ -67,6 +70,12 @@ def trial_device(wanted: str, assigned_gpus: Sequence[str | int]) -> str:
     if wanted == "cpu":
         return "cpu"
     if assigned_gpus:
+        if os.environ.get(NOSET_ENV, "").lower() in ("1", "true"):
+            raise TrainingError(
+                f"{NOSET_ENV} is set, so Ray leaves CUDA_VISIBLE_DEVICES alone and this trial, "
+                f"given GPU {','.join(str(g) for g in assigned_gpus)}, would train on cuda:0 as "
+                "every other trial; unset it on the cluster's nodes"
+            )
         if not torch.cuda.is_available():
             ids = ",".join(str(g) for g in assigned_gpus)
             raise TrainingError(
@@ -142,14 +151,20 @@ def amp_dtype(
     return torch.bfloat16
 
 
-def memory_cap(device_type: str, gpu_share: float) -> float | None:
-    """The CUDA memory fraction a trial is capped to: its GPU share when a fraction < 1 on CUDA.
+CUDA_CONTEXT_RESERVE_BYTES = 2**30  # per process, outside the caching allocator's cap
+
+
+def memory_cap(device_type: str, gpu_share: float, total_bytes: int | None = None) -> float | None:
+    """The CUDA memory fraction a trial is capped to: its GPU share when a fraction < 1 on CUDA,
+    less 1 GiB of a `total_bytes` GPU for the process's CUDA context (cuBLAS / cuDNN handles),
+    which the cap does not cover: two 0.5 trials must fit beside their contexts.
 
     None (no cap) on the CPU and for a whole GPU.
     """
     if device_type != "cuda" or not 0.0 < gpu_share < 1.0:
         return None
-    return float(gpu_share)
+    reserve = CUDA_CONTEXT_RESERVE_BYTES / total_bytes if total_bytes else 0.0
+    return max(float(gpu_share) - reserve, float(gpu_share) / 2)
 
 
 def cap_gpu_memory(device_type: str, gpu_share: float) -> float | None:
@@ -158,7 +173,8 @@ def cap_gpu_memory(device_type: str, gpu_share: float) -> float | None:
     Trials packed on one GPU (resources.gpu: 0.5) then fail with an out-of-memory error of their
     own instead of starving each other.
     """
-    fraction = memory_cap(device_type, gpu_share)
+    total = torch.cuda.get_device_properties(0).total_memory if device_type == "cuda" else None
+    fraction = memory_cap(device_type, gpu_share, total)
     if fraction is not None:
         torch.cuda.set_per_process_memory_fraction(fraction, 0)
     return fraction

@@ -302,7 +302,8 @@ def trial_main(config: dict[str, Any], ctx: TrialContext) -> None:
     from ohem_tune.engine.device import cap_gpu_memory, memory_cap, release_gpu_memory
 
     gpu_share = _gpu_share()
-    gpu_cap = memory_cap(device, gpu_share)  # a fraction of the GPU on CUDA, else None
+    total = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
+    gpu_cap = memory_cap(device, gpu_share, total)  # a fraction of the GPU on CUDA, else None
     threads = max(1, int(ctx.cpu))
     torch.set_num_threads(threads)
     cfg.train.device = device

@@ -54,6 +54,10 @@ def test_memory_cap_only_for_a_fraction_of_a_gpu_on_cuda():
 
     assert memory_cap("cuda", 0.5) == 0.5
     assert memory_cap("cuda", 0.25) == 0.25
+    # each process's CUDA context (~0.5-1 GiB) lies outside the cap: 1 GiB is kept for it
+    assert memory_cap("cuda", 0.5, 24 * 2**30) == 0.5 - 1 / 24
+    assert memory_cap("cuda", 0.5, 80 * 2**30) == 0.5 - 1 / 80
+    assert memory_cap("cuda", 0.25, 2 * 2**30) == 0.125  # never below half the share
     assert memory_cap("cuda", 1.0) is None  # a whole GPU: nothing to share
     assert memory_cap("cpu", 0.5) is None  # a logical GPU with train.device: cpu
     assert memory_cap("cpu", 0.0) is None
@@ -191,3 +195,12 @@ def test_a_checkpoint_restores_only_the_training_gpus_generator(monkeypatch):
     checkpoint.set_rng_state({**state, "cuda": states})
     checkpoint.set_rng_state({**state, "cuda": states[2]})
     assert [int(s[0]) for s in restored] == [0, 2]
+
+
+def test_ray_not_setting_cuda_visible_devices_is_refused(monkeypatch):
+    # with it, every trial would train on cuda:0 whatever GPU Ray gave it
+    monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(TrainingError, match="unset it") as err:
+        trial_device("auto", ["3"])
+    assert "given GPU 3" in str(err.value)
+    assert trial_device("cpu", ["3"]) == "cpu"  # the explicit CPU opt-out needs no GPU
