@@ -43,10 +43,12 @@ def synthetic_root(cfg: Config, val: bool = False) -> Path:
     return ensure_synthetic(spec, syn.cache_dir)
 
 
-def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
+def build_dataset(cfg: Config, split: Split, for_training: bool = False) -> DetectionDataset:
     """The train, test or val split of cfg.dataset with validated proposals (train: + flipped
     copies). val is dataset.val_split (the synthetic set's own val split); its proposals come
-    from proposals.train_file (VOC07's trainval proposals cover val), else the built-in ones."""
+    from proposals.train_file (VOC07's trainval proposals cover val), else the built-in ones.
+    `for_training` (the Trainer's train split) also drops the images no minibatch could use
+    (drop_unusable_images); evaluating or inspecting the train split keeps them."""
     if split not in ("train", "test", "val"):
         raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
     ds = cfg.dataset
@@ -94,7 +96,7 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
         )
     else:
         dataset.meta["proposals_source"] = "none"
-    if train:
+    if train and for_training:
         dataset = drop_unusable_images(
             dataset, cfg.sampler.bg_lo, cfg.sampler.bg_hi, cfg.dataset.use_difficult
         )

@@ -70,13 +70,19 @@ def gpu_row(index: int) -> Row:
 
 def has_kernels_for(built: list[str], major: int, minor: int) -> bool:
     """A build's arch list runs on sm_<major><minor>: cubins of the same major and a minor no
-    higher (sm_86 runs on sm_89), or PTX (compute_XY) the driver compiles."""
-    if any(a.startswith("compute_") for a in built):
-        return True
+    higher (sm_86 runs on sm_89; an arch-specific sm_90a only on 9.0), or PTX (compute_XY)
+    of an architecture no newer than the GPU, which the driver compiles."""
     for arch in built:
-        digits = arch.removeprefix("sm_").rstrip("abf")
-        if digits.isdigit() and len(digits) >= 2:
-            if int(digits[:-1]) == major and int(digits[-1]) <= minor:
+        kind, _, rest = arch.partition("_")
+        specific = rest.endswith("a")
+        digits = rest.rstrip("af")
+        if not digits.isdigit() or len(digits) < 2:
+            continue
+        arch_major, arch_minor = int(digits[:-1]), int(digits[-1])
+        if kind == "compute" and (arch_major, arch_minor) <= (major, minor):
+            return True
+        if kind == "sm" and arch_major == major:
+            if arch_minor == minor or (arch_minor < minor and not specific):
                 return True
     return False
 

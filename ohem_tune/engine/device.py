@@ -70,7 +70,8 @@ def trial_device(wanted: str, assigned_gpus: Sequence[str | int]) -> str:
     if wanted == "cpu":
         return "cpu"
     if assigned_gpus:
-        if os.environ.get(NOSET_ENV, "").lower() in ("1", "true"):
+        noset = os.environ.get(NOSET_ENV, "").lower() in ("1", "true")
+        if noset and torch.cuda.is_available() and torch.cuda.device_count() > 1:
             raise TrainingError(
                 f"{NOSET_ENV} is set, so Ray leaves CUDA_VISIBLE_DEVICES alone and this trial, "
                 f"given GPU {','.join(str(g) for g in assigned_gpus)}, would train on cuda:0 as "

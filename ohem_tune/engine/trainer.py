@@ -173,7 +173,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.sampler = build_sampler(cfg.sampler, cfg.solver.ims_per_batch)  # fail fast on names
 
-        self.train_set = build_dataset(cfg, "train")
+        self.train_set = build_dataset(cfg, "train", for_training=True)
         self.class_names = list(self.train_set.class_names)
         self.model = build_model(cfg, len(self.class_names))
         if cfg.model.normalize_targets:
@@ -198,9 +198,12 @@ class Trainer:
         self.eval_sets: dict[str, Any] = {}  # split -> DetectionDataset
         if cfg.train.final_eval or cfg.train.eval_period:
             # read now, not after hours of training: a missing split file, proposal file or
-            # annotation of the test (or val) split fails the run before its first iteration
+            # annotation of the test (or val) split fails the run before its first iteration.
+            # Kept when evaluations come during training; else freed (re-read at the end)
             for split in self.eval_splits(final=cfg.train.final_eval):
-                self.eval_sets[split] = build_dataset(cfg, split)  # type: ignore[arg-type]
+                built = build_dataset(cfg, split)  # type: ignore[arg-type]
+                if cfg.train.eval_period:
+                    self.eval_sets[split] = built
         self._last_eval: dict[str, float] = {}
         self._held_peaks: tuple[float, float | None] = (0.0, None)  # training peaks before evals
         self._final_peaks: tuple[float, float | None] | None = None

@@ -123,7 +123,9 @@ def _is_torchvision_vgg16_conv1(tensor: torch.Tensor) -> bool:
         return False
     first = tensor[0].detach().float().cpu()
     ref = _TORCHVISION_VGG16_CONV1_FILTER0
-    return any(torch.allclose(f, ref, rtol=0.0, atol=6e-5) for f in (first, first.flip(0)))
+    # 3e-3: the 4-decimal reference and a copy saved in fp16 or bf16 both pass; another
+    # model's 27 weights never come that close to these
+    return any(torch.allclose(f, ref, rtol=0.0, atol=3e-3) for f in (first, first.flip(0)))
 
 
 def _check_vgg16_convention(path: Path, blob: dict, weights_format: str) -> list[str]:
@@ -140,7 +142,7 @@ def _check_vgg16_convention(path: Path, blob: dict, weights_format: str) -> list
     if weights_format != "torchvision":
         return []
     layout = [str(k) for k in blob if _JCJOHNSON_LAYOUT.match(str(k))]
-    if layout:
+    if layout and not is_torchvision:
         raise ConfigError(
             f"model.weights: {path} has the layout of jcjohnson/pytorch-vgg's Caffe VGG16 "
             f"({layout[0]}, ...: BGR 0-255 pixels) but model.weights_format is torchvision; "

@@ -272,15 +272,21 @@ def node_slots(resources: Any, nodes: list[dict[str, float]]) -> int:
     return fits
 
 
-def autoscaler_max_resources() -> dict[str, float] | None:
-    """What the cluster's autoscaler may grow it to (None: no autoscaler config in the GCS).
-    Ray Train's own feasibility check reads the same."""
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """Resources of one node of each type the cluster's autoscaler may start (empty: no
+    autoscaler config in the GCS). Ray Train's feasibility check reads the same config."""
+    import logging
+
     try:
         from ray._private.state import state
 
-        return state.get_max_resources_from_cluster_config()
-    except Exception:  # an older GCS without the key, or a private API that moved
-        return None
+        config = state.get_cluster_config()
+    except Exception as exc:  # a private API that moved: say so, judge by the live nodes
+        logging.getLogger(__name__).warning("cannot read the autoscaler's node types: %s", exc)
+        return []
+    if config is None:
+        return []
+    return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
 
 
 def per_trial(resources: Any) -> str:
@@ -294,9 +300,8 @@ def cluster_slots(resources: Any, where: str = "the local Ray") -> int:
     Tune would leave every trial pending forever), unless an autoscaler can add such nodes."""
     nodes = [dict(n.get("Resources") or {}) for n in live_nodes()]
     slots = node_slots(resources, nodes)
-    grow = autoscaler_max_resources()
-    if grow:  # nodes an autoscaler can start count: Tune waits for them
-        slots = max(slots, node_slots(resources, [grow]))
+    if slots == 0:  # a node type the autoscaler can start and that holds a trial: Tune waits
+        slots = max((node_slots(resources, [t]) for t in autoscaler_node_types()), default=0)
     if slots == 0:
         most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
         most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)

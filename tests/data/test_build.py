@@ -103,17 +103,22 @@ def test_training_images_without_a_usable_roi_are_dropped_as_filter_roidb(
     dataset = {"format": "voc", "root": str(root), "class_names": ["cat", "dog"],
                "proposals": {"generator": "none"}}  # fmt: skip
     tree = deep_merge(tiny_cfg.model_dump(mode="json"), {"dataset": dataset})
+    heuristic = build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.1}}))
     with caplog.at_level("WARNING", logger="ohem_tune.data.build"):
-        train = build_dataset(build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.1}})), "train")
+        train = build_dataset(heuristic, "train", for_training=True)
     assert sorted({r.image_id for r in train.records}) == ["img_a", "img_b"]  # and flipped copies
     assert len(train) == 4 and train.meta["unusable_dropped"] == 1
     assert "1 training image(s) dropped" in caplog.text
+    # evaluating or inspecting the train split keeps it (its false positives count there)
+    assert len(build_dataset(heuristic, "train")) == 6
     # bg_lo 0 (OHEM, FRCN without the heuristic): its RoIs are backgrounds; it stays
-    ohem = build_dataset(build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.0}})), "train")
-    assert "img_d" in {r.image_id for r in ohem.records} and len(ohem) == 6
+    ohem = build_config(deep_merge(tree, {"sampler": {"bg_lo": 0.0}}))
+    kept = build_dataset(ohem, "train", for_training=True)
+    assert "img_d" in {r.image_id for r in kept.records} and len(kept) == 6
     # dataset.use_difficult: the difficult object trains, so the image does too
     used = deep_merge(tree, {"sampler": {"bg_lo": 0.1}, "dataset": {"use_difficult": True}})
-    assert "img_d" in {r.image_id for r in build_dataset(build_config(used), "train").records}
+    used_set = build_dataset(build_config(used), "train", for_training=True)
+    assert "img_d" in {r.image_id for r in used_set.records}
     # the test split keeps every image
     test_tree = deep_merge(tree, {"dataset": {"test_split": "trainval"}})
     assert len(build_dataset(build_config(test_tree), "test")) == 3

@@ -65,4 +65,6 @@ def test_kernels_of_the_same_major_and_a_lower_minor_run_on_a_gpu():
     assert has_kernels_for(built, 9, 0) and has_kernels_for(built, 7, 5)
     assert not has_kernels_for(built, 7, 0)  # V100: dropped from this build
     assert not has_kernels_for(["sm_86"], 8, 0)  # a higher minor does not run on a lower one
-    assert has_kernels_for(["sm_90a"], 9, 0) and has_kernels_for(["compute_90"], 7, 0)
+    assert has_kernels_for(["sm_90a"], 9, 0) and not has_kernels_for(["sm_90a"], 9, 1)
+    assert has_kernels_for(["compute_80"], 9, 0)  # PTX compiles for newer GPUs, not older
+    assert not has_kernels_for(["compute_90"], 7, 0)

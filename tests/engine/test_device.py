@@ -200,7 +200,12 @@ def test_a_checkpoint_restores_only_the_training_gpus_generator(monkeypatch):
 def test_ray_not_setting_cuda_visible_devices_is_refused(monkeypatch):
     # with it, every trial would train on cuda:0 whatever GPU Ray gave it
     monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     with pytest.raises(TrainingError, match="unset it") as err:
         trial_device("auto", ["3"])
     assert "given GPU 3" in str(err.value)
     assert trial_device("cpu", ["3"]) == "cpu"  # the explicit CPU opt-out needs no GPU
+    # one visible GPU (a one-GPU node, a container that set CUDA_VISIBLE_DEVICES): cuda:0 is it
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert trial_device("auto", ["0"]) == "cuda"

@@ -351,9 +351,19 @@ def test_torchvision_vgg16_conv1_is_recognised_whatever_the_file(tmp_path, caplo
     flipped = _vgg16_file(tmp_path / "bgr.pth", conv1_filter0=filter0.flip(0))
     with pytest.raises(ConfigError, match="set model.weights_format: torchvision"):
         build_model(build_config(_vgg16_cfg(flipped, "caffe")), 2)
-    # one value off by 1e-3: another conv1, loaded under caffe without a word
+    # saved in half precision it is still torchvision's
+    half = _vgg16_file(tmp_path / "half.pth", conv1_filter0=filter0.half().float())
+    with pytest.raises(ConfigError, match="set model.weights_format: torchvision"):
+        build_model(build_config(_vgg16_cfg(half, "caffe")), 2)
+    bf16 = _vgg16_file(tmp_path / "bf16.pth", conv1_filter0=filter0.bfloat16().float())
+    with pytest.raises(ConfigError, match="set model.weights_format: torchvision"):
+        build_model(build_config(_vgg16_cfg(bf16, "caffe")), 2)
+    # in the old Dropout-first layout it is still torchvision's: loads under torchvision
+    old = _vgg16_file(tmp_path / "old.pth", layout="jcjohnson", conv1_filter0=filter0)
+    build_model(build_config(_vgg16_cfg(old)), 2)
+    # one value off by 1e-2: another conv1, loaded under caffe without a word
     other = filter0.clone()
-    other[0, 0, 0] += 1e-3
+    other[0, 0, 0] += 1e-2
     build_model(build_config(_vgg16_cfg(_vgg16_file(tmp_path / "o.pth", conv1_filter0=other),
                                         "caffe")), 2)  # fmt: skip
 

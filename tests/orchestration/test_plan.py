@@ -83,3 +83,22 @@ def test_a_trial_configs_dataset_root_keeps_its_symlink(tmp_path):
                            "model": {"weights": "./data/../data/vgg16.pth"}}, tmp_path)  # fmt: skip
     assert tree["dataset"]["root"] == str(tmp_path / "data" / "VOCdevkit" / "VOC2007")
     assert tree["model"]["weights"] == str(tmp_path / "data" / "vgg16.pth")
+
+
+def test_slots_count_nodes_an_autoscaler_may_start(monkeypatch):
+    # a cluster scaled to zero GPU workers: a trial waits for the autoscaler when one of its
+    # node types can hold it, and is refused when none can (Tune would wait for ever)
+    from ohem_tune.errors import ConfigError
+    from ohem_tune.orchestration import cluster
+    from ohem_tune.spec.schema import ResourcesSpec
+
+    monkeypatch.setattr(cluster, "live_nodes", lambda: [{"Resources": {"CPU": 2.0}}])
+    monkeypatch.setattr(cluster, "autoscaler_node_types", lambda: [{"CPU": 8.0, "GPU": 1.0}])
+    assert cluster.cluster_slots(ResourcesSpec(cpu=4, gpu=1)) == 1
+    assert cluster.cluster_slots(ResourcesSpec(cpu=4, gpu=0.5)) == 2
+    with pytest.raises(ConfigError, match="no trial could start"):
+        cluster.cluster_slots(ResourcesSpec(cpu=16, gpu=1))  # bigger than any one node type
+    monkeypatch.setattr(cluster, "autoscaler_node_types", lambda: [])
+    with pytest.raises(ConfigError, match="at most 2 CPUs and 0 GPUs"):
+        cluster.cluster_slots(ResourcesSpec(cpu=4, gpu=1), "the Ray cluster at h:6379")
+    assert cluster.cluster_slots(ResourcesSpec(cpu=1, gpu=0)) == 2
