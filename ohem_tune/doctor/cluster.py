@@ -127,14 +127,12 @@ def slots_row(resources: ResourcesSpec, nodes: Sequence[dict[str, float]], where
     fits = run_cluster.node_slots(resources, list(nodes))
     each = run_cluster.per_trial(resources)
     if fits == 0:
-        most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
-        most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
         per_node = " on one node" if len(nodes) > 1 else ""
         return Row(
             "trial slots",
             "fail",
-            f"{each}, but {where} offers at most {most_cpu:g} CPUs and {most_gpu:g} GPUs"
-            f"{per_node}: no trial could start; lower --resources or use a bigger machine",
+            f"{each}, but {where} offers {run_cluster.largest_node(list(nodes))}{per_node}: no "
+            "trial could start; lower --resources or use a bigger machine",
         )
     capped = min(fits, resources.max_concurrent) if resources.max_concurrent else fits
     note = f" (max_concurrent {resources.max_concurrent})" if capped < fits else ""

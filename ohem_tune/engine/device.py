@@ -17,6 +17,12 @@ import torch
 from ohem_tune.errors import ConfigError, TrainingError
 
 
+def gpus_hidden() -> bool:
+    """CUDA_VISIBLE_DEVICES is set to hide every GPU (empty, -1, NoDevFiles): on purpose."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and visible.strip() in ("", "-1", "NoDevFiles")
+
+
 def cuda_unavailable_reason() -> str:
     """One line on why torch cannot use CUDA here (build, visible devices, driver)."""
     if torch.version.cuda is None:
@@ -25,7 +31,7 @@ def cuda_unavailable_reason() -> str:
             "of the pinned torch"
         )
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
+    if gpus_hidden():
         return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
     driver = nvidia_driver_version()
     if driver is None:

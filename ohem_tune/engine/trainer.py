@@ -39,6 +39,7 @@ from ohem_tune.engine.device import (
     amp_dtype,
     configure_cuda_backends,
     cuda_unavailable_reason,
+    gpus_hidden,
     nvidia_driver_version,
 )
 from ohem_tune.engine.hooks import Hook
@@ -73,8 +74,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1", "NoDevFiles")
-        driver = None if hidden else nvidia_driver_version()
+        driver = None if gpus_hidden() else nvidia_driver_version()
         if driver is not None:
             raise TrainingError(
                 f"train.device: auto: an NVIDIA driver ({driver}) answers here but torch cannot "

@@ -289,6 +289,13 @@ def autoscaler_node_types() -> list[dict[str, float]]:
     return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
 
 
+def largest_node(nodes: list[dict[str, float]]) -> str:
+    """'at most 2 CPUs and 0 GPUs': the most any one of `nodes` offers."""
+    most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+    most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
+    return f"at most {most_cpu:g} CPUs and {most_gpu:g} GPUs"
+
+
 def per_trial(resources: Any) -> str:
     """'4 CPU + 1 GPU per trial'."""
     gpu = f" + {resources.gpu:g} GPU" if resources.gpu else ""
@@ -303,11 +310,9 @@ def cluster_slots(resources: Any, where: str = "the local Ray") -> int:
     if slots == 0:  # a node type the autoscaler can start and that holds a trial: Tune waits
         slots = max((node_slots(resources, [t]) for t in autoscaler_node_types()), default=0)
     if slots == 0:
-        most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
-        most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
         raise ConfigError(
-            f"resources: {per_trial(resources)}, but {where} offers at most {most_cpu:g} CPUs "
-            f"and {most_gpu:g} GPUs on one node, and no autoscaler can add more: no trial "
+            f"resources: {per_trial(resources)}, but {where} offers {largest_node(nodes)} on "
+            "one node, and no autoscaler can add more: no trial "
             "could start; lower the spec's resources (--resources cpu=1,gpu=0 runs on CPUs) "
             "or join a cluster that has them (--address)"
         )
