@@ -18,6 +18,7 @@ from ohem_tune.report.tables import add_measured_note, metric_name
 CONFIDENCE = 0.95
 SEEDS_CAP = 1000
 REPRODUCED, CONTRADICTED, UNRESOLVED = "reproduced", "contradicted", "unresolved"
+NO_EFFECT = "inside ±margin: no effect of the size that counts"
 METRIC_LABELS = {K.FINAL_MAP_AREA: "AP (all-pt)", K.FINAL_LOSS_PER_ROI_ALL: "loss per RoI"}
 
 
@@ -69,7 +70,14 @@ def _verdict(low: float, high: float, expect: str, margin: float | None, higher:
         gain_low, gain_high = -gain_high, -gain_low
     if gain_low > 0:
         return REPRODUCED
-    return CONTRADICTED if gain_high < 0 else UNRESOLVED
+    if gain_high < 0 or _inside(low, high, margin):
+        return CONTRADICTED
+    return UNRESOLVED
+
+
+def _inside(low: float, high: float, margin: float | None) -> bool:
+    """Whether a better / worse claim's interval lies inside ±margin: no effect of that size."""
+    return margin is not None and -margin <= low and high <= margin
 
 
 def judge(
@@ -83,8 +91,9 @@ def judge(
     """Judge a claim on values by seed (report units): pair by seed, Δ = variant - baseline.
 
     better / worse: reproduced when the 95% interval lies wholly on the expected side of 0,
-    contradicted when wholly on the other side. none: reproduced when it lies inside
-    [-margin, margin], contradicted when wholly outside. Anything else, or n < 2: unresolved.
+    contradicted when wholly on the other side or, with a margin (the smallest effect that
+    counts), inside [-margin, margin]. none: reproduced when it lies inside [-margin, margin],
+    contradicted when wholly outside. Anything else, or n < 2: unresolved.
     """
     if expect == "none" and margin is None:
         raise ValueError("expect 'none' needs a margin")
@@ -94,15 +103,23 @@ def judge(
         return ClaimResult(diff, sd, UNRESOLVED, "n < 2", None, f"{MISSING} (n < 2)")
     verdict = _verdict(diff.low, diff.high, expect, margin, higher_is_better)
     if verdict != UNRESOLVED:
-        return ClaimResult(diff, sd, verdict, "", None, MISSING)
+        wrong_side = _verdict(diff.low, diff.high, expect, None, higher_is_better)
+        no_effect = expect != "none" and verdict == CONTRADICTED and wrong_side != CONTRADICTED
+        reason = NO_EFFECT if no_effect else ""
+        return ClaimResult(diff, sd, verdict, reason, None, MISSING)
     size = abs(diff.mean)
     if expect == "none":
         m = float(margin)  # type: ignore[arg-type]
         target, never = abs(m - size), "never (|Δ| = margin)"
         reason = "interval straddles the margin"
+        needed = seeds_for(sd, target, cap)
     else:
-        target, never, reason = size, "never (Δ = 0)", "interval straddles 0"
-    needed = seeds_for(sd, target, cap)
+        # either side of 0 resolves it, or (with a margin) landing inside ±margin
+        targets = [size] + ([margin - size] if margin is not None and size < margin else [])
+        found = [n for n in (seeds_for(sd, t, cap) for t in targets) if n is not None]
+        target, needed = max(targets), min(found, default=None)
+        never = "never (Δ = 0)"
+        reason = "interval straddles 0" + (" and the margin" if margin is not None else "")
     if needed is None:
         text = never if target <= 0 else f"> {cap}"
     else:
@@ -137,7 +154,16 @@ def _expected(claim: Claim) -> str:
     if claim.expect == "none":
         return f"|Δ| ≤ {claim.margin:g}"
     up = (claim.expect == "better") == claim.higher_is_better  # Δ expected above 0
-    return ("Δ > 0" if up else "Δ < 0") + ("" if claim.higher_is_better else " (lower is better)")
+    text = "Δ > 0" if up else "Δ < 0"
+    if claim.margin is not None:
+        text += f", not inside ±{claim.margin:g}"
+    return text + ("" if claim.higher_is_better else " (lower is better)")
+
+
+def _verdict_text(result: ClaimResult, claim: Claim) -> str:
+    if result.reason == NO_EFFECT:
+        return f"{result.verdict} (inside ±{claim.margin:g})"
+    return result.verdict
 
 
 def _metric_label(claim: Claim, data: ReportData) -> str:
@@ -199,7 +225,7 @@ def claims_table(data: ReportData) -> Table:
                 Cell(_signed(claim.paper_delta, digits)),
                 Cell(_delta_text(result.diff, digits)),
                 Cell(str(result.diff.n)),
-                Cell(result.verdict),
+                Cell(_verdict_text(result, claim)),
                 Cell(result.seeds_text),
                 Cell(flag),
             ]
@@ -210,12 +236,15 @@ def claims_table(data: ReportData) -> Table:
         "paper Δ: the same difference in the paper (the spec's `paper_delta`).",
         "Verdict: better / worse (for a loss, better is lower): reproduced when the whole "
         "interval lies on the expected side of 0, contradicted when it lies wholly on the other "
-        "side; none: reproduced when the interval lies inside ±margin, contradicted when it lies "
-        "entirely outside; otherwise, or with n < 2, unresolved.",
+        "side, or, for a claim with a margin (the smallest effect that counts, below the paper's "
+        "|Δ|), when it lies inside ±margin (shown as 'contradicted (inside ±m)': no effect of "
+        "that size); none: reproduced when the interval lies inside ±margin, contradicted when it "
+        "lies entirely outside; otherwise, or with n < 2, unresolved.",
         "Seeds needed (unresolved claims): the smallest n with t(0.975, n−1)·sd/√n below |Δ| "
-        "(better / worse), or below the distance between |Δ| and the margin (none), taking the "
-        "observed mean Δ and sd of the paired differences as the truth: a planning figure, not a "
-        f"promise; '> {SEEDS_CAP}' beyond {SEEDS_CAP}.",
+        "(better / worse; with a margin, or below the margin minus |Δ| if that needs fewer), or "
+        "below the distance between |Δ| and the margin (none), taking the observed mean Δ and sd "
+        "of the paired differences as the truth: a planning figure, not a promise; "
+        f"'> {SEEDS_CAP}' beyond {SEEDS_CAP}.",
         "Flag: a cell (variant or baseline) whose finished seeds span (max − min) more than the "
         "claim's effect |Δ| (better / worse) or its margin (none).",
     ]

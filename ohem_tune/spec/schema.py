@@ -154,15 +154,21 @@ class Claim(Section):
     """A claim the report judges: `variant` vs `baseline` on `metric`, paired by seed.
 
     `expect: better` / `worse` is the direction that is good / bad for the metric (for a loss,
-    better is lower); `none` claims no effect beyond `margin`. margin and paper_delta are in the
-    report's units: mAP points for mAP/AP metrics, the metric's own units otherwise.
+    better is lower); `none` claims no effect beyond `margin`. On better / worse, `margin` is the
+    smallest effect that counts: an interval inside ±margin contradicts the claim (no effect of
+    that size), so it must be below the paper's |Δ|. margin and paper_delta are in the report's
+    units: mAP points for mAP/AP metrics, the metric's own units otherwise.
     """
 
     label: str = Field(min_length=1, description="the claims table's row name")
     variant: str
     baseline: str
     expect: Literal["better", "worse", "none"]
-    margin: float | None = Field(None, gt=0, description="equivalence margin of expect: none")
+    margin: float | None = Field(
+        None,
+        gt=0,
+        description="none: the equivalence margin; better / worse: the smallest effect that counts",
+    )
     paper_delta: float | None = Field(None, description="the paper's variant - baseline")
     metric: str = K.FINAL_MAP
     higher_is_better: bool | None = Field(
@@ -175,9 +181,16 @@ class Claim(Section):
             raise ValueError(
                 "margin: required with expect: none (the equivalence margin); add e.g. margin: 1.0"
             )
-        if self.expect != "none" and self.margin is not None:
+        if (
+            self.expect != "none"
+            and self.margin is not None
+            and self.paper_delta is not None
+            and self.margin >= abs(self.paper_delta)
+        ):
             raise ValueError(
-                f"margin: only used with expect: none, not expect: {self.expect}; remove it"
+                f"margin: {self.margin:g} is not below the paper's |Δ| {abs(self.paper_delta):g}; "
+                f"an effect inside ±margin could not contradict expect: {self.expect}; lower the "
+                "margin or remove it"
             )
         if self.higher_is_better is None and claim_metric_info(self.metric) is None:
             known = ", ".join([*CLAIM_METRICS, *(f"{p}<name>" for p in CLAIM_METRIC_PREFIXES)])

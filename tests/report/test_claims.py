@@ -11,6 +11,7 @@ import pytest
 from ohem_tune.report import ReportResult
 from ohem_tune.report.claims import (
     CONTRADICTED,
+    NO_EFFECT,
     REPRODUCED,
     UNRESOLVED,
     judge,
@@ -19,7 +20,17 @@ from ohem_tune.report.claims import (
 )
 
 # t(0.975, df) from a printed Student-t table
-T = {2: 4.302653, 5: 2.570582, 6: 2.446912, 16: 2.119905, 17: 2.109816}
+T = {
+    2: 4.302653,
+    3: 3.182446,
+    4: 2.776445,
+    5: 2.570582,
+    6: 2.446912,
+    16: 2.119905,
+    17: 2.109816,
+    62: 1.998972,
+    63: 1.998341,
+}
 
 
 def paired(diffs: list[float], base: float = 50.0) -> tuple[dict[int, float], dict[int, float]]:
@@ -63,6 +74,36 @@ def test_none_inside_outside_and_straddling_its_margin() -> None:
         judge(*data, "none")
 
 
+def test_better_with_a_margin_is_contradicted_inside_it() -> None:
+    """A margin on better / worse is the smallest effect that counts: an interval inside ±margin
+    contradicts the claim; one on the expected side of 0 still reproduces it."""
+    flat = paired([0.2, -0.1, 0.3, 0.0])  # mean 0.1, CI [-0.19, +0.39]
+    assert judge(*flat, "better").verdict == UNRESOLVED  # no margin: straddles 0
+    for expect in ("better", "worse"):
+        inside = judge(*flat, expect, margin=1.0)
+        assert (inside.verdict, inside.reason) == (CONTRADICTED, NO_EFFECT)
+    wide = judge(*flat, "better", margin=0.3)  # +0.39 > 0.3
+    assert (wide.verdict, wide.reason) == (UNRESOLVED, "interval straddles 0 and the margin")
+    small_but_real = paired([0.4, 0.5, 0.6])  # CI [+0.25, +0.75], inside ±1 but above 0
+    assert judge(*small_but_real, "better", margin=1.0).verdict == REPRODUCED
+    assert judge(*small_but_real, "worse", margin=1.0).verdict == CONTRADICTED
+    assert judge(*small_but_real, "worse", margin=1.0).reason == ""  # wholly on the wrong side
+    lower = paired([-0.02, 0.01, 0.0, 0.01], base=1.0)  # a loss, flat
+    assert judge(*lower, "better", margin=0.1, higher_is_better=False).verdict == CONTRADICTED
+
+
+def test_table_cells_name_the_margin() -> None:
+    from ohem_tune.report.claims import _expected, _verdict_text
+    from ohem_tune.report.layout import Claim
+
+    sized = Claim("c", "b", "a", "better", margin=1.0, paper_delta=2.4)
+    assert _expected(sized) == "Δ > 0, not inside ±1"
+    flat = judge(*paired([0.2, -0.1, 0.3, 0.0]), "better", margin=1.0)
+    assert _verdict_text(flat, sized) == "contradicted (inside ±1)"
+    below = judge(*paired([-5.0, -6.0, -4.0]), "better", margin=1.0)
+    assert _verdict_text(below, sized) == "contradicted"  # wholly below 0, not "no effect"
+
+
 def test_fewer_than_two_pairs_is_unresolved() -> None:
     one = judge({0: 60.0}, {0: 50.0}, "better")
     assert (one.verdict, one.seeds_text, one.diff.n) == (UNRESOLVED, "— (n < 2)", 1)
@@ -82,6 +123,14 @@ def test_seeds_needed_computed_by_hand() -> None:
     # none, mean 2 > margin 1, sd 2: resolves (contradicted) once t(n-1) * 2 / sqrt(n) < 2 - 1.
     beyond = judge(*paired([2.0, 0.0, 4.0]), "none", margin=1.0)
     assert beyond.verdict == UNRESOLVED and beyond.seeds_needed == 18
+    # better with margin 1.5, mean 1, sd 2: inside ±1.5 needs t(n-1) * 2 / sqrt(n) < 0.5
+    # (n = 64), beyond 0 needs it below 1 (n = 18): the fewer wins.
+    assert T[62] / math.sqrt(63) > 0.25 > T[63] / math.sqrt(64)
+    sized = judge(*paired([1.0, -1.0, 3.0]), "better", margin=1.5)
+    assert (sized.seeds_needed, sized.seeds_text) == (18, "18")
+    # mean 0.5, sd 2, margin 3: beyond 0 needs t/sqrt(n) < 0.25 (64), inside ±3 needs < 1.25.
+    assert T[3] / math.sqrt(4) > 1.25 > T[4] / math.sqrt(5)
+    assert judge(*paired([0.5, -1.5, 2.5]), "better", margin=3.0).seeds_needed == 5
 
 
 def test_seeds_needed_never_and_capped() -> None:
@@ -97,7 +146,7 @@ def test_seeds_needed_never_and_capped() -> None:
 
 @pytest.mark.parametrize(("mean", "sd", "expect", "margin"), [
     (1.0, 2.0, "better", None), (-0.7, 1.5, "worse", None), (0.3, 0.5, "none", 1.0),
-    (1.6, 0.8, "none", 1.0),
+    (1.6, 0.8, "none", 1.0), (0.2, 1.4, "better", 1.0), (-0.1, 1.5, "worse", 1.0),
 ])  # fmt: skip
 def test_seeds_needed_is_where_the_verdict_resolves(mean, sd, expect, margin) -> None:
     """With n pairs of the observed mean and sd the claim resolves; with n - 1 it does not."""

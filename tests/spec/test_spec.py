@@ -203,8 +203,9 @@ def claim(**fields) -> dict:
          "claims[c].label: duplicate label"),
         (lambda t: t.update(claims=[claim(expect="none")]),
          "claims[c]: bad value: margin: required with expect: none"),
-        (lambda t: t.update(claims=[claim(margin=1.0)]),
-         "claims[c]: bad value: margin: only used with expect: none, not expect: better"),
+        (lambda t: t.update(claims=[claim(margin=1.0, paper_delta=0.8)]),
+         "claims[c]: bad value: margin: 1 is not below the paper's |Δ| 0.8; an effect inside "
+         "±margin could not contradict expect: better; lower the margin or remove it"),
         (lambda t: t.update(claims=[claim(expect="none", margin=-1)]),
          "claims[c].margin: bad value -1"),
         (lambda t: t.update(claims=[claim(expect="bigger")]),
@@ -355,6 +356,7 @@ def test_claims_directions_and_units(tmp_path):
         claim(label="loss", metric="final/loss_per_roi_all"),
         claim(label="ap", metric="final/AP/cat", expect="none", margin=0.5),
         claim(label="custom", metric="train/fg_fraction", higher_is_better=False),
+        claim(label="sized", margin=1.0, paper_delta=2.4),  # better with a smallest effect
     ]
     spec = load_spec(write_spec(tmp_path, minimal(claims=claims)))
     got = [(c.label, c.higher_better, c.scale, c.metric) for c in spec.claims]
@@ -363,6 +365,7 @@ def test_claims_directions_and_units(tmp_path):
         ("loss", False, 1.0, "final/loss_per_roi_all"),
         ("ap", True, 100.0, "final/AP/cat"),
         ("custom", False, 1.0, "train/fg_fraction"),
+        ("sized", True, 100.0, "final/mAP"),
     ]
     assert len(spec.expand()) == 2  # claims add no trials
 
@@ -381,6 +384,9 @@ def test_shipped_claims_paper_deltas_are_the_rows_differences(name):
                 assert abs(c.paper_delta) <= c.margin, c.label
             else:
                 assert (c.paper_delta > 0) == (c.expect == "better"), c.label
+                # the smallest effect that counts: the none claims' margin, wherever the paper's
+                # effect exceeds it (a margin on a smaller effect could contradict the paper itself)
+                assert c.margin == (1.0 if abs(c.paper_delta) > 1.0 else None), c.label
         else:
             assert c.paper_delta is None  # the poster shows the loss as a figure only
 
