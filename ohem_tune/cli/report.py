@@ -30,6 +30,12 @@ def report(
     profile: str | None = typer.Option(
         None, "--profile", "-p", help="Only the runs of this spec profile (e.g. local, paper)."
     ),
+    add_runs: list[Path] = typer.Option(
+        [],
+        "--add-runs",
+        help="An earlier report folder (its runs.parquet and histories) whose runs join the "
+        "store's, e.g. seeds run later in another store (repeatable).",
+    ),
 ) -> None:
     """Build the paper's tables (Markdown, LaTeX), figures (PNG) and run table (Parquet)."""
     import logging
@@ -49,6 +55,8 @@ def report(
     ):
         if value is not None and value != default:
             command += [flag, value]
+    for folder in add_runs:
+        command += ["--add-runs", str(folder)]
     result = build_report(
         source,
         tracking_uri,
@@ -57,6 +65,7 @@ def report(
         experiment=experiment,
         command=shlex.join(command),
         profile=profile,
+        add_runs=add_runs,
     )
     for message in result.warnings:
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

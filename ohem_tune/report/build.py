@@ -16,6 +16,13 @@ from ohem_tune.errors import ConfigError, TrackingError
 from ohem_tune.report.claims import claims_table
 from ohem_tune.report.curves import empty_curves, fetch_curves, has_periodic
 from ohem_tune.report.data import ReportData
+from ohem_tune.report.exported import (
+    ExportedRuns,
+    Overlap,
+    compare_overlap,
+    join_runs,
+    read_report_folders,
+)
 from ohem_tune.report.index import index_page
 from ohem_tune.report.latex import standalone_document, table_to_latex
 from ohem_tune.report.layout import Layout, is_spec_path, layout_from_runs, layout_from_spec
@@ -228,12 +235,14 @@ def build_report(
     experiment: str | None = None,
     command: str | None = None,
     profile: str | None = None,
+    add_runs: Sequence[str | Path] = (),
 ) -> ReportResult:
     """Read the experiment's trial runs from MLflow and write the report under out/<experiment>/.
 
     `source` is a spec YAML (rows, order, tables, paper numbers) or an MLflow experiment name.
     `tracking_uri` defaults to the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db (as
-    `ohem-tune run`). `profile` keeps only the runs of that spec profile.
+    `ohem-tune run`). `profile` keeps only the runs of that spec profile. `add_runs`: earlier
+    report folders whose Parquet runs join the store's (see `ohem_tune.report.exported`).
     """
     started = time.perf_counter()
     fmt = parse_formats(formats)
@@ -246,6 +255,14 @@ def build_report(
     client = open_client(tracking_uri)
     experiment_id = find_experiment(client, name, tracking_uri)
     runs = fetch_runs(client, experiment_id)
+    stored_ids = set(runs["run_id"]) if len(runs) else set()
+    exported = read_report_folders(add_runs) if add_runs else None
+    added_lines: list[str] = []
+    overlap = Overlap(0, ())
+    if exported is not None:
+        overlap = compare_overlap(runs, exported.runs)
+        added_lines = _added_lines(exported, overlap)
+        runs = join_runs(runs, exported.runs)
     if runs.empty:
         raise TrackingError(
             f"{tracking_uri}: experiment '{name}' has no trial runs (tag {K.TAG_ROLE}=trial); "
@@ -257,17 +274,29 @@ def build_report(
     data = ReportData(spec_layout or layout_from_runs(name, runs), runs)
     result = ReportResult(out_dir=Path(out) / safe_dirname(name), experiment=name, runs=runs)
     result.warnings += _run_warnings(data)
+    if exported is not None:
+        result.warnings += exported.warnings
+        if overlap.differing:
+            result.warnings.append(
+                f"{len(overlap.differing)} of the {overlap.trials} trials finished both in the "
+                "store and in the added runs differ in final metrics (another CPU model or torch "
+                "build?); the store's are shown: " + "; ".join(overlap.differing)
+            )
 
     want_history = "png" in fmt or "parquet" in fmt
     names = _requested_tables(data.layout, data, histories_wanted=want_history)
     histories = pd.DataFrame(columns=["run_id", "step", "value"])
     if want_history and "loss_curve" in names:
         finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
-        histories = fetch_histories(client, finished, LOSS_METRIC)
+        histories = fetch_histories(client, [r for r in finished if r in stored_ids], LOSS_METRIC)
+        if exported is not None:
+            histories = _with_added(histories, exported.losses, finished, stored_ids)
     curves = empty_curves()
     if "ablation" in names:  # the equal-time column and the mAP-curve figures
         finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
-        curves = fetch_curves(client, finished)
+        curves = fetch_curves(client, [r for r in finished if r in stored_ids])
+        if exported is not None:
+            curves = _with_added(curves, exported.curves, finished, stored_ids)
     trials, progress = pd.DataFrame(), pd.DataFrame(columns=["run_id", "step", "value"])
     if "search" in names:
         searched = data.search_runs["run_id"].tolist()
@@ -309,6 +338,7 @@ def build_report(
             figure_files,
             warnings=result.warnings,
             invocations=invocations,
+            added=added_lines,
             command=command or f"ohem-tune report {source}",
             formats=fmt,
         )
@@ -317,6 +347,33 @@ def build_report(
         log.warning(message)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _with_added(
+    fetched: pd.DataFrame, added: pd.DataFrame, wanted: Sequence[str], stored_ids: set[str]
+) -> pd.DataFrame:
+    """The store's history rows, then the added runs' rows for wanted runs the store lacks."""
+    keep = added[added["run_id"].isin(set(wanted) - stored_ids)]
+    if keep.empty:
+        return fetched
+    frame = pd.concat([fetched, keep[list(fetched.columns)]], ignore_index=True)
+    return frame.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def _added_lines(exported: ExportedRuns, overlap: Overlap) -> list[str]:
+    """Index lines naming each added folder, and how the trials both sources hold compare."""
+    lines = [
+        f"- Added runs: {n} from `{folder / 'runs.parquet'}` (an earlier `ohem-tune report`); "
+        "their `ohem-tune run` invocations are not in this store"
+        for folder, n in exported.sources
+    ]
+    if overlap.trials:
+        same = overlap.trials - len(overlap.differing)
+        lines.append(
+            f"- Trials finished both in the store and in the added runs: {overlap.trials}; final "
+            f"metrics identical in {same} (the store's runs are the ones shown)"
+        )
+    return lines
 
 
 class _Writer:

@@ -97,8 +97,10 @@ def index_page(
     command: str,
     formats: Sequence[str],
     invocations: pd.DataFrame | None = None,
+    added: Sequence[str] = (),
 ) -> str:
-    """README.md of the report folder: embeds every table and figure."""
+    """README.md of the report folder: embeds every table and figure. `added`: lines on runs
+    read from earlier report folders (`--add-runs`)."""
     exp = data.layout.experiment
     source = f"spec `{data.layout.spec_path}`" if data.layout.spec_path else "run tags"
     lines = [
@@ -111,6 +113,7 @@ def index_page(
         "## Machine and time",
         "",
         *provenance_lines(data, invocations),
+        *added,
         *_cpu_caveat(data),
     ]
     if warnings:

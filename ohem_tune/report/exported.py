@@ -1,0 +1,152 @@
+"""Runs read back from an earlier report's Parquet files, to report them beside a store's runs.
+
+A report folder written with the parquet format holds `runs.parquet` (one row per trial run),
+`eval_history.parquet` (test mAP and training seconds at each evaluation) and
+`loss_history.parquet` (loss per RoI per step). `--add-runs FOLDER` joins those runs to the
+ones MLflow holds, e.g. seeds added later in another store; a run the store also holds (same
+run_id) is read from the store, and a trial run in both (same variant, configuration and seed)
+is kept once, the later one, by the usual superseding rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ohem_tune.errors import TrackingError
+from ohem_tune.report.curves import COLUMNS as CURVE_COLUMNS
+from ohem_tune.report.runs import CORE_COLUMNS, INCLUDED_STATUS, mark_superseded
+
+RUNS_FILE, CURVES_FILE, LOSS_FILE = "runs.parquet", "eval_history.parquet", "loss_history.parquet"
+HISTORY_COLUMNS = ["run_id", "step", "value"]
+TRIAL_KEY = ["variant", "config_hash", "seed"]
+
+
+@dataclass
+class ExportedRuns:
+    """Runs of earlier report folders: the runs, their curves and loss histories, and notes."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    losses: pd.DataFrame
+    sources: list[tuple[Path, int]] = field(default_factory=list)  # folder, runs read
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise TrackingError(f"{path}: not a readable Parquet file ({exc}); {fix}") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TrackingError(
+            f"{path}: column {missing[0]} missing: not written by `ohem-tune report`; {fix}"
+        )
+    return frame
+
+
+def read_report_folder(folder: str | Path) -> ExportedRuns:
+    """The runs, curves and loss histories an earlier `ohem-tune report` wrote into `folder`."""
+    folder = Path(folder)
+    fix = "pass a folder an `ohem-tune report --format ...,parquet` wrote"
+    runs_path = folder / RUNS_FILE
+    if not runs_path.is_file():
+        raise TrackingError(f"{runs_path}: no such file; {fix}")
+    runs = _read(runs_path, CORE_COLUMNS, fix)
+    found = ExportedRuns(runs, pd.DataFrame(columns=CURVE_COLUMNS), _empty_history())
+    found.sources.append((folder, len(runs)))
+    finished = int((runs["status"] == INCLUDED_STATUS).sum())
+    for name, columns, attr, what in (
+        (CURVES_FILE, CURVE_COLUMNS, "curves", "mAP curves (figures, equal-time column)"),
+        (LOSS_FILE, HISTORY_COLUMNS, "losses", "loss-per-RoI curves"),
+    ):
+        path = folder / name
+        if path.is_file():
+            setattr(found, attr, _read(path, columns, fix)[columns])
+        elif finished:
+            found.warnings.append(f"{path}: missing; its {finished} finished runs have no {what}")
+    return found
+
+
+def _empty_history() -> pd.DataFrame:
+    return pd.DataFrame(columns=HISTORY_COLUMNS)
+
+
+def read_report_folders(folders: Sequence[str | Path]) -> ExportedRuns:
+    """Every folder's runs, curves and histories together (see read_report_folder)."""
+    parts = [read_report_folder(f) for f in folders]
+    return ExportedRuns(
+        runs=_concat([p.runs for p in parts]),
+        curves=_concat([p.curves for p in parts]),
+        losses=_concat([p.losses for p in parts]),
+        sources=[s for p in parts for s in p.sources],
+        warnings=[w for p in parts for w in p.warnings],
+    )
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    kept = [f for f in frames if len(f)]
+    if not kept:
+        return frames[0].iloc[0:0] if frames else pd.DataFrame()
+    return pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
+
+
+def join_runs(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFrame:
+    """The store's runs and the exported ones not in the store (by run_id), superseding marked
+    anew over both and sorted as `runs_frame` sorts."""
+    extra = exported[~exported["run_id"].isin(stored["run_id"])].drop_duplicates("run_id")
+    if extra.empty:
+        return stored
+    frame = pd.concat([stored, extra], ignore_index=True) if len(stored) else extra.copy()
+    params = sorted(c for c in frame.columns if c.startswith("params."))
+    metrics = sorted(c for c in frame.columns if c.startswith("metrics."))
+    frame = frame[list(CORE_COLUMNS) + params + metrics]
+    for col in ("variant_order", "seed"):
+        frame[col] = pd.array(frame[col], dtype="Int64")
+    frame["superseded"] = frame["superseded"].astype(bool)
+    frame = mark_superseded(frame)
+    return frame.sort_values(
+        ["variant_order", "variant", "seed", "start_time"], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Trials (variant, configuration, seed) finished in both sources, and those whose final
+    metrics differ between the two."""
+
+    trials: int
+    differing: tuple[str, ...]
+
+
+def compare_overlap(stored: pd.DataFrame, exported: pd.DataFrame) -> Overlap:
+    """Compare the final metrics of trials finished both in the store and in the exported runs:
+    the same machine, code and configuration give identical numbers, so a difference says the
+    two sources are not the same experiment (another CPU model, another torch build)."""
+    done = [
+        f[(f["status"] == INCLUDED_STATUS) & f["seed"].notna() & ~f["superseded"]].drop_duplicates(
+            TRIAL_KEY
+        )
+        for f in (stored, exported[~exported["run_id"].isin(stored["run_id"])])
+    ]
+    both = done[0].merge(done[1], on=TRIAL_KEY, suffixes=("", "@exported"))
+    finals = [
+        c
+        for c in both.columns
+        if c.startswith("metrics.final/") and f"{c}@exported" in both.columns
+    ]
+    differing = []
+    for _, row in both.iterrows():
+        changed = [
+            c.removeprefix("metrics.")
+            for c in finals
+            if not (pd.isna(row[c]) and pd.isna(row[f"{c}@exported"]))
+            and row[c] != row[f"{c}@exported"]
+        ]
+        if changed:
+            differing.append(f"{row['variant']} seed {int(row['seed'])} ({', '.join(changed[:3])})")
+    return Overlap(len(both), tuple(differing))

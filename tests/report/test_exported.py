@@ -1,0 +1,123 @@
+"""`--add-runs`: runs read back from an earlier report's Parquet files join a store's runs."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tests.report.mlflow_store as known
+from ohem_tune.cli import main
+from ohem_tune.errors import TrackingError
+from ohem_tune.report import ReportResult, build_report
+from ohem_tune.report.exported import read_report_folder
+
+
+def _store(tmp: Path, monkeypatch: pytest.MonkeyPatch, keep) -> str:
+    """A fresh SQLite store with the known runs `keep` selects, in their creation order."""
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    with monkeypatch.context() as patch:
+        patch.setattr(known, "RUNS", [r for r in known.RUNS if keep(r)])
+        known.fill_store(uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory, spec_path: Path) -> tuple[Path, str]:
+    """Seeds 0-1 reported from one store (the earlier folder), seeds 1-3 held by another."""
+    patch = pytest.MonkeyPatch()
+    try:
+        first = _store(tmp_path_factory.mktemp("first"), patch, lambda r: r.seed <= 1)
+        later = _store(tmp_path_factory.mktemp("later"), patch, lambda r: r.seed >= 1)
+    finally:
+        patch.undo()
+    out = tmp_path_factory.mktemp("earlier")
+    build_report(str(spec_path), first, out=out)
+    return out / known.EXPERIMENT, later
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["ohem-tune", "report", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+        raise SystemExit(0)
+    return int(exc.value.code or 0)
+
+
+def test_split_runs_report_as_one_store(
+    split: tuple[Path, str],
+    spec_path: Path,
+    built: ReportResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Seeds 0-1 from an earlier report folder plus seeds 1-3 from a store give the tables of
+    the one store that holds them all: claims, ablation (equal-time column: the curves), cost."""
+    earlier, later = split
+    out = tmp_path / "joined"
+    code = _cli(monkeypatch, str(spec_path), "--tracking-uri", later, "--out", str(out),
+                "--add-runs", str(earlier))  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    folder = out / known.EXPERIMENT
+    for name in ("table_claims.md", "table_ablation.md", "table_cost.md", "table_per_class.md"):
+        assert (folder / name).read_text() == (built.out_dir / name).read_text(), name
+    page = (folder / "README.md").read_text()
+    added = sum(1 for r in known.RUNS if r.seed <= 1)
+    assert f"- Added runs: {added} from `{earlier / 'runs.parquet'}`" in page
+    # seed 1 finished in both: frcn_vggm, frcn_vgg16, ohem_vggm, ohem_ms_vgg16 (same numbers)
+    assert "finished both in the store and in the added runs: 4; final metrics identical in 4" in (
+        page
+    )
+    assert f"--add-runs {earlier}" in page  # the regenerating command names the folder
+    joined = pd.read_parquet(folder / "runs.parquet")
+    assert set(joined["run_id"]) >= set(pd.read_parquet(earlier / "runs.parquet")["run_id"])
+    built_curves = pd.read_parquet(built.out_dir / "eval_history.parquet")
+    assert len(pd.read_parquet(folder / "eval_history.parquet")) == len(built_curves)
+
+
+def test_a_differing_overlap_is_a_warning_naming_the_trial(
+    split: tuple[Path, str], spec_path: Path, tmp_path: Path
+) -> None:
+    earlier, later = split
+    edited = tmp_path / "edited"
+    shutil.copytree(earlier, edited)
+    runs = pd.read_parquet(edited / "runs.parquet")
+    row = (runs["variant"] == "frcn_vgg16") & (runs["seed"] == 1)
+    runs.loc[row, "metrics.final/mAP"] += 0.001  # as another CPU model would
+    runs.to_parquet(edited / "runs.parquet", index=False)
+    result = build_report(str(spec_path), later, out=tmp_path / "out", add_runs=[edited])
+    differ = [w for w in result.warnings if "differ in final metrics" in w]
+    assert differ == [
+        "1 of the 4 trials finished both in the store and in the added runs differ in final "
+        "metrics (another CPU model or torch build?); the store's are shown: frcn_vgg16 seed 1 "
+        "(final/mAP)"
+    ]
+
+
+def test_missing_history_is_a_warning_and_bad_folders_are_one_line_errors(
+    split: tuple[Path, str], spec_path: Path, tmp_path: Path
+) -> None:
+    earlier, later = split
+    no_curves = tmp_path / "no_curves"
+    shutil.copytree(earlier, no_curves)
+    (no_curves / "eval_history.parquet").unlink()
+    found = read_report_folder(no_curves)
+    finished = sum(1 for r in known.RUNS if r.seed <= 1 and r.status == "FINISHED")
+    assert found.warnings == [
+        f"{no_curves / 'eval_history.parquet'}: missing; its {finished} finished runs have no "
+        "mAP curves (figures, equal-time column)"
+    ]
+    with pytest.raises(TrackingError, match=r"empty/runs.parquet: no such file; pass a folder"):
+        build_report(str(spec_path), later, out=tmp_path / "o", add_runs=[tmp_path / "empty"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    pd.DataFrame({"run_id": ["x"]}).to_parquet(broken / "runs.parquet")
+    with pytest.raises(TrackingError, match=r"runs.parquet: column variant missing: not written"):
+        read_report_folder(broken)
+    (broken / "runs.parquet").write_text("not parquet")
+    with pytest.raises(TrackingError, match=r"runs.parquet: not a readable Parquet file"):
+        read_report_folder(broken)
