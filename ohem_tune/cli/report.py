@@ -36,6 +36,9 @@ def report(
         help="An earlier report folder (its runs.parquet and histories) whose runs join the "
         "store's, e.g. seeds run later in another store (repeatable).",
     ),
+    no_store: bool = typer.Option(
+        False, "--no-store", help="Read no MLflow store: report the --add-runs folders' runs alone."
+    ),
 ) -> None:
     """Build the paper's tables (Markdown, LaTeX), figures (PNG) and run table (Parquet)."""
     import logging
@@ -57,6 +60,8 @@ def report(
             command += [flag, value]
     for folder in add_runs:
         command += ["--add-runs", str(folder)]
+    if no_store:
+        command.append("--no-store")
     result = build_report(
         source,
         tracking_uri,
@@ -66,6 +71,7 @@ def report(
         command=shlex.join(command),
         profile=profile,
         add_runs=add_runs,
+        no_store=no_store,
     )
     for message in result.warnings:
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -17,9 +17,11 @@ from ohem_tune.report.claims import claims_table
 from ohem_tune.report.curves import empty_curves, fetch_curves, has_periodic
 from ohem_tune.report.data import ReportData
 from ohem_tune.report.exported import (
+    INVOCATIONS_FILE,
     ExportedRuns,
     Overlap,
     compare_overlap,
+    join_invocations,
     join_runs,
     read_report_folders,
 )
@@ -32,9 +34,11 @@ from ohem_tune.report.runs import (
     fetch_invocations,
     fetch_runs,
     find_experiment,
+    invocations_frame,
     mark_superseded,
     open_client,
     resolve_tracking_uri,
+    runs_frame,
     superseded_configs,
 )
 from ohem_tune.report.search import search_table, search_trials
@@ -236,13 +240,15 @@ def build_report(
     command: str | None = None,
     profile: str | None = None,
     add_runs: Sequence[str | Path] = (),
+    no_store: bool = False,
 ) -> ReportResult:
     """Read the experiment's trial runs from MLflow and write the report under out/<experiment>/.
 
     `source` is a spec YAML (rows, order, tables, paper numbers) or an MLflow experiment name.
     `tracking_uri` defaults to the spec's tracking.uri, else sqlite:///<cwd>/mlflow.db (as
     `ohem-tune run`). `profile` keeps only the runs of that spec profile. `add_runs`: earlier
-    report folders whose Parquet runs join the store's (see `ohem_tune.report.exported`).
+    report folders whose Parquet runs join the store's (see `ohem_tune.report.exported`);
+    `no_store`: read no MLflow store, only those folders.
     """
     started = time.perf_counter()
     fmt = parse_formats(formats)
@@ -252,30 +258,31 @@ def build_report(
         tracking_uri or (spec_layout.tracking_uri if spec_layout else None)
     )
 
-    client = open_client(tracking_uri)
-    experiment_id = find_experiment(client, name, tracking_uri)
-    runs = fetch_runs(client, experiment_id)
+    store = _Store(None if no_store else tracking_uri, name)
+    if no_store and not add_runs:
+        raise ConfigError("--no-store reads only the --add-runs folders; name at least one")
+    runs = store.runs()
     stored_ids = set(runs["run_id"]) if len(runs) else set()
     exported = read_report_folders(add_runs) if add_runs else None
     added_lines: list[str] = []
     overlap = Overlap(0, ())
+    invocations = store.invocations()
     if exported is not None:
         overlap = compare_overlap(runs, exported.runs)
         added_lines = _added_lines(exported, overlap)
         runs = join_runs(runs, exported.runs)
+        invocations = join_invocations(invocations, exported.invocations)
     if runs.empty:
+        where = f"{tracking_uri}: experiment '{name}'" if store.client else "the --add-runs folders"
         raise TrackingError(
-            f"{tracking_uri}: experiment '{name}' has no trial runs (tag {K.TAG_ROLE}=trial); "
-            "run `ohem-tune run SPEC` first"
+            f"{where} has no trial runs (tag {K.TAG_ROLE}=trial); run `ohem-tune run SPEC` first"
         )
     if profile is not None:
         runs = _only_profile(runs, profile, name)
-    invocations = fetch_invocations(client, experiment_id)
     data = ReportData(spec_layout or layout_from_runs(name, runs), runs)
     result = ReportResult(out_dir=Path(out) / safe_dirname(name), experiment=name, runs=runs)
     result.warnings += _run_warnings(data)
     if exported is not None:
-        result.warnings += exported.warnings
         if overlap.differing:
             result.warnings.append(
                 f"{len(overlap.differing)} of the {overlap.trials} trials finished both in the "
@@ -285,23 +292,34 @@ def build_report(
 
     want_history = "png" in fmt or "parquet" in fmt
     names = _requested_tables(data.layout, data, histories_wanted=want_history)
+    finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
+    in_store = [r for r in finished if r in stored_ids]
     histories = pd.DataFrame(columns=["run_id", "step", "value"])
     if want_history and "loss_curve" in names:
-        finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
-        histories = fetch_histories(client, [r for r in finished if r in stored_ids], LOSS_METRIC)
+        histories = store.histories(in_store, LOSS_METRIC)
         if exported is not None:
             histories = _with_added(histories, exported.losses, finished, stored_ids)
+            result.warnings += exported.missing_warnings("losses", "loss-per-RoI curves")
     curves = empty_curves()
     if "ablation" in names:  # the equal-time column and the mAP-curve figures
-        finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
-        curves = fetch_curves(client, [r for r in finished if r in stored_ids])
+        curves = store.curves(in_store)
         if exported is not None:
             curves = _with_added(curves, exported.curves, finished, stored_ids)
+            result.warnings += exported.missing_warnings(
+                "curves", "mAP curves (figures, equal-time column)"
+            )
     trials, progress = pd.DataFrame(), pd.DataFrame(columns=["run_id", "step", "value"])
     if "search" in names:
         searched = data.search_runs["run_id"].tolist()
-        progress = fetch_histories(client, searched, data.layout.search_metric)
+        progress = store.histories(
+            [r for r in searched if r in stored_ids], data.layout.search_metric
+        )
         trials = search_trials(data, progress)
+        if any(r not in stored_ids for r in searched):
+            result.warnings.append(
+                "search trials from --add-runs folders have no progress history there (only "
+                "the store's are read): the search table ranks them by their final values"
+            )
     result.tables = _build_tables(names, data, trials, curves)
     result.warnings += [w for table in result.tables for w in table.warnings]
 
@@ -315,6 +333,8 @@ def build_report(
             histories.to_parquet(write.path("loss_history.parquet"), index=False)
         if not curves.empty:
             curves.to_parquet(write.path("eval_history.parquet"), index=False)
+        if len(invocations):
+            invocations.to_parquet(write.path(INVOCATIONS_FILE), index=False)
     search = (trials, progress) if "search" in names else None
     figure_files = (
         _write_figures(data, histories, result.tables, out_dir, search, curves)
@@ -349,6 +369,34 @@ def build_report(
     return result
 
 
+class _Store:
+    """The experiment's runs and histories in MLflow; with no URI (`--no-store`), none."""
+
+    def __init__(self, tracking_uri: str | None, name: str) -> None:
+        self.client = open_client(tracking_uri) if tracking_uri else None
+        self.experiment_id = (
+            find_experiment(self.client, name, tracking_uri) if tracking_uri else ""
+        )
+
+    def runs(self) -> pd.DataFrame:
+        return fetch_runs(self.client, self.experiment_id) if self.client else runs_frame([])
+
+    def invocations(self) -> pd.DataFrame:
+        if self.client is None:
+            return invocations_frame([])
+        return fetch_invocations(self.client, self.experiment_id)
+
+    def histories(self, run_ids: Sequence[str], key: str) -> pd.DataFrame:
+        if self.client is None or not run_ids:
+            return pd.DataFrame(columns=["run_id", "step", "value"])
+        return fetch_histories(self.client, run_ids, key)
+
+    def curves(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        if self.client is None or not run_ids:
+            return empty_curves()
+        return fetch_curves(self.client, run_ids)
+
+
 def _with_added(
     fetched: pd.DataFrame, added: pd.DataFrame, wanted: Sequence[str], stored_ids: set[str]
 ) -> pd.DataFrame:
@@ -356,16 +404,17 @@ def _with_added(
     keep = added[added["run_id"].isin(set(wanted) - stored_ids)]
     if keep.empty:
         return fetched
-    frame = pd.concat([fetched, keep[list(fetched.columns)]], ignore_index=True)
+    keep = keep[list(fetched.columns)]
+    frame = pd.concat([fetched, keep], ignore_index=True) if len(fetched) else keep
     return frame.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
 
 
 def _added_lines(exported: ExportedRuns, overlap: Overlap) -> list[str]:
     """Index lines naming each added folder, and how the trials both sources hold compare."""
     lines = [
-        f"- Added runs: {n} from `{folder / 'runs.parquet'}` (an earlier `ohem-tune report`); "
-        "their `ohem-tune run` invocations are not in this store"
-        for folder, n in exported.sources
+        f"- Added runs: {n} from `{folder / 'runs.parquet'}` (an earlier `ohem-tune report`)"
+        + ("" if has_calls else "; their `ohem-tune run` invocations are not recorded there")
+        for folder, n, has_calls in exported.sources
     ]
     if overlap.trials:
         same = overlap.trials - len(overlap.differing)

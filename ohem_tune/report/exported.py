@@ -1,11 +1,12 @@
 """Runs read back from an earlier report's Parquet files, to report them beside a store's runs.
 
 A report folder written with the parquet format holds `runs.parquet` (one row per trial run),
-`eval_history.parquet` (test mAP and training seconds at each evaluation) and
-`loss_history.parquet` (loss per RoI per step). `--add-runs FOLDER` joins those runs to the
-ones MLflow holds, e.g. seeds added later in another store; a run the store also holds (same
-run_id) is read from the store, and a trial run in both (same variant, configuration and seed)
-is kept once, the later one, by the usual superseding rule.
+`eval_history.parquet` (test mAP and training seconds at each evaluation),
+`loss_history.parquet` (loss per RoI per step) and `invocations.parquet` (the parent runs).
+`--add-runs FOLDER` joins those runs to the ones MLflow holds, e.g. seeds added later in another
+store; a run the store also holds (same run_id) is read from the store, and a trial run in both
+(same variant, configuration and seed) is kept once, the later one, by the usual superseding
+rule. `--no-store` reports the folders' runs alone.
 """
 
 from __future__ import annotations
@@ -18,22 +19,37 @@ import pandas as pd
 
 from ohem_tune.errors import TrackingError
 from ohem_tune.report.curves import COLUMNS as CURVE_COLUMNS
-from ohem_tune.report.runs import CORE_COLUMNS, INCLUDED_STATUS, mark_superseded
+from ohem_tune.report.runs import (
+    CORE_COLUMNS,
+    INCLUDED_STATUS,
+    INVOCATION_COLUMNS,
+    invocations_frame,
+    mark_superseded,
+)
 
 RUNS_FILE, CURVES_FILE, LOSS_FILE = "runs.parquet", "eval_history.parquet", "loss_history.parquet"
+INVOCATIONS_FILE = "invocations.parquet"  # the parent runs: one per `ohem-tune run`
 HISTORY_COLUMNS = ["run_id", "step", "value"]
 TRIAL_KEY = ["variant", "config_hash", "seed"]
 
 
 @dataclass
 class ExportedRuns:
-    """Runs of earlier report folders: the runs, their curves and loss histories, and notes."""
+    """Runs of earlier report folders: the runs, their curves, loss histories and `ohem-tune run`
+    invocations, and notes."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     losses: pd.DataFrame
-    sources: list[tuple[Path, int]] = field(default_factory=list)  # folder, runs read
-    warnings: list[str] = field(default_factory=list)
+    invocations: pd.DataFrame
+    # folder, runs read, whether it recorded its invocations
+    sources: list[tuple[Path, int, bool]] = field(default_factory=list)
+    # history file -> "FILE: missing; its N finished runs have no" (warned where it is needed)
+    missing: dict[str, list[str]] = field(default_factory=lambda: {"curves": [], "losses": []})
+
+    def missing_warnings(self, history: str, what: str) -> list[str]:
+        """Warnings for folders without the `history` ("curves" / "losses") a table needs."""
+        return [f"{text} {what}" for text in self.missing[history]]
 
 
 def _read(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
@@ -57,18 +73,24 @@ def read_report_folder(folder: str | Path) -> ExportedRuns:
     if not runs_path.is_file():
         raise TrackingError(f"{runs_path}: no such file; {fix}")
     runs = _read(runs_path, CORE_COLUMNS, fix)
-    found = ExportedRuns(runs, pd.DataFrame(columns=CURVE_COLUMNS), _empty_history())
-    found.sources.append((folder, len(runs)))
+    calls = folder / INVOCATIONS_FILE
+    invocations = (
+        _read(calls, INVOCATION_COLUMNS, fix)[INVOCATION_COLUMNS]
+        if calls.is_file()
+        else invocations_frame([])
+    )
+    found = ExportedRuns(runs, pd.DataFrame(columns=CURVE_COLUMNS), _empty_history(), invocations)
+    found.sources.append((folder, len(runs), calls.is_file()))
     finished = int((runs["status"] == INCLUDED_STATUS).sum())
-    for name, columns, attr, what in (
-        (CURVES_FILE, CURVE_COLUMNS, "curves", "mAP curves (figures, equal-time column)"),
-        (LOSS_FILE, HISTORY_COLUMNS, "losses", "loss-per-RoI curves"),
+    for name, columns, attr in (
+        (CURVES_FILE, CURVE_COLUMNS, "curves"),
+        (LOSS_FILE, HISTORY_COLUMNS, "losses"),
     ):
         path = folder / name
         if path.is_file():
             setattr(found, attr, _read(path, columns, fix)[columns])
         elif finished:
-            found.warnings.append(f"{path}: missing; its {finished} finished runs have no {what}")
+            found.missing[attr].append(f"{path}: missing; its {finished} finished runs have no")
     return found
 
 
@@ -83,8 +105,9 @@ def read_report_folders(folders: Sequence[str | Path]) -> ExportedRuns:
         runs=_concat([p.runs for p in parts]),
         curves=_concat([p.curves for p in parts]),
         losses=_concat([p.losses for p in parts]),
+        invocations=_concat([p.invocations for p in parts]),
         sources=[s for p in parts for s in p.sources],
-        warnings=[w for p in parts for w in p.warnings],
+        missing={k: [m for p in parts for m in p.missing[k]] for k in ("curves", "losses")},
     )
 
 
@@ -112,6 +135,14 @@ def join_runs(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(
         ["variant_order", "variant", "seed", "start_time"], na_position="last", kind="stable"
     ).reset_index(drop=True)
+
+
+def join_invocations(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFrame:
+    """The store's `ohem-tune run` invocations and the exported ones it does not hold."""
+    extra = exported[~exported["run_id"].isin(stored["run_id"])].drop_duplicates("run_id")
+    if extra.empty:
+        return stored
+    return pd.concat([stored, extra], ignore_index=True) if len(stored) else extra.copy()
 
 
 @dataclass(frozen=True)

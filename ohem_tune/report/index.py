@@ -131,7 +131,8 @@ def index_page(
             "- `runs.parquet`: one row per trial run (variant, seed, status, tags, params.*, "
             "metrics.*); `loss_history.parquet`: per-step loss per RoI of the finished runs; "
             "`eval_history.parquet` (when logged): their test mAP and training seconds at each "
-            "evaluation."
+            "evaluation; `invocations.parquet`: the `ohem-tune run` parent runs. "
+            "`ohem-tune report SPEC --no-store --add-runs FOLDER` rebuilds the report from them."
         )
     if "md" in formats:
         lines.append("- `table_*.md`: each table alone (GitHub Markdown).")

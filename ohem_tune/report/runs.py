@@ -10,7 +10,7 @@ out of the tables: see `mark_superseded`), then `params.<dotted key>` (strings a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -222,13 +222,20 @@ def fetch_runs(client: Any, experiment_id: str, page_size: int = PAGE_SIZE) -> p
     return runs_frame([run_record(r) for r in iter_trial_runs(client, experiment_id, page_size)])
 
 
+INVOCATION_COLUMNS = ["run_id", "start_time", "end_time"]
+
+
 def fetch_invocations(client: Any, experiment_id: str) -> pd.DataFrame:
     """The parent runs (one per `ohem-tune run` invocation): run_id, start_time, end_time."""
-    rows = [
+    return invocations_frame(
         (r.info.run_id, r.info.start_time, r.info.end_time)
         for r in iter_trial_runs(client, experiment_id, role="parent")
-    ]
-    frame = pd.DataFrame(rows, columns=["run_id", "start_time", "end_time"])
+    )
+
+
+def invocations_frame(rows: Iterable[tuple[str, int | None, int | None]]) -> pd.DataFrame:
+    """Invocations (run_id, start and end in epoch ms) with the times as UTC timestamps."""
+    frame = pd.DataFrame(list(rows), columns=INVOCATION_COLUMNS)
     for col in ("start_time", "end_time"):
         frame[col] = pd.to_datetime(frame[col], unit="ms", utc=True)
     return frame

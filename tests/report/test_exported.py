@@ -11,7 +11,7 @@ import pytest
 
 import tests.report.mlflow_store as known
 from ohem_tune.cli import main
-from ohem_tune.errors import TrackingError
+from ohem_tune.errors import ConfigError, TrackingError
 from ohem_tune.report import ReportResult, build_report
 from ohem_tune.report.exported import read_report_folder
 
@@ -105,12 +105,16 @@ def test_missing_history_is_a_warning_and_bad_folders_are_one_line_errors(
     no_curves = tmp_path / "no_curves"
     shutil.copytree(earlier, no_curves)
     (no_curves / "eval_history.parquet").unlink()
-    found = read_report_folder(no_curves)
+    result = build_report(str(spec_path), later, out=tmp_path / "nc", add_runs=[no_curves])
     finished = sum(1 for r in known.RUNS if r.seed <= 1 and r.status == "FINISHED")
-    assert found.warnings == [
+    missing = [w for w in result.warnings if "missing" in w]
+    assert missing == [
         f"{no_curves / 'eval_history.parquet'}: missing; its {finished} finished runs have no "
         "mAP curves (figures, equal-time column)"
     ]
+    spec_without = known.write_spec(tmp_path / "no_ablation.yaml", tables=["cost"])
+    quiet = build_report(str(spec_without), later, out=tmp_path / "q", add_runs=[no_curves])
+    assert not [w for w in quiet.warnings if "missing" in w]  # no table needs the curves
     with pytest.raises(TrackingError, match=r"empty/runs.parquet: no such file; pass a folder"):
         build_report(str(spec_path), later, out=tmp_path / "o", add_runs=[tmp_path / "empty"])
     broken = tmp_path / "broken"
@@ -121,3 +125,25 @@ def test_missing_history_is_a_warning_and_bad_folders_are_one_line_errors(
     (broken / "runs.parquet").write_text("not parquet")
     with pytest.raises(TrackingError, match=r"runs.parquet: not a readable Parquet file"):
         read_report_folder(broken)
+
+
+def test_a_report_folder_alone_rebuilds_its_report(
+    built: ReportResult, spec_path: Path, tmp_path: Path
+) -> None:
+    """`--no-store --add-runs FOLDER`: the Parquet record alone gives the same tables and the
+    same invocation time (invocations.parquet), with no MLflow store to read."""
+    assert (built.out_dir / "invocations.parquet").is_file()
+    again = build_report(
+        str(spec_path), "sqlite:///nowhere.db", out=tmp_path, add_runs=[built.out_dir],
+        no_store=True,
+    )  # fmt: skip
+    for table in ("claims", "ablation", "cost", "per_class", "coco", "multiscale_bbox"):
+        name = f"table_{table}.md"
+        if (built.out_dir / name).is_file():
+            assert (again.out_dir / name).read_text() == (built.out_dir / name).read_text(), name
+    page, first = ((d / "README.md").read_text() for d in (again.out_dir, built.out_dir))
+    calls = [line for line in first.splitlines() if line.startswith("- `ohem-tune run`")]
+    assert calls and calls[0] in page
+    assert "not recorded there" not in page
+    with pytest.raises(ConfigError, match="--no-store reads only the --add-runs folders"):
+        build_report(str(spec_path), out=tmp_path, no_store=True)
