@@ -359,6 +359,7 @@ def build_report(
             warnings=result.warnings,
             invocations=invocations,
             added=added_lines,
+            store_read=not no_store,
             command=command or f"ohem-tune report {source}",
             formats=fmt,
         )

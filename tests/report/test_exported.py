@@ -145,5 +145,6 @@ def test_a_report_folder_alone_rebuilds_its_report(
     calls = [line for line in first.splitlines() if line.startswith("- `ohem-tune run`")]
     assert calls and calls[0] in page
     assert "not recorded there" not in page
+    assert f"from the Parquet record of `{known.EXPERIMENT}`" in page
     with pytest.raises(ConfigError, match="--no-store reads only the --add-runs folders"):
         build_report(str(spec_path), out=tmp_path, no_store=True)
