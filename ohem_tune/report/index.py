@@ -46,7 +46,16 @@ def provenance_lines(data: ReportData, invocations: pd.DataFrame | None = None) 
         f"- Trial time (sum of the {len(runs)} trial runs' durations): {format_duration(total)}"
     )
     start, end = runs["start_time"].min(), runs["end_time"].max()
-    if pd.notna(start) and pd.notna(end):
+    parents = runs["parent_run_id"].dropna().unique()
+    if pd.notna(start) and pd.notna(end) and len(parents) > 1:
+        spans = runs.groupby("parent_run_id").agg(a=("start_time", "min"), b=("end_time", "max"))
+        total = float((spans["b"] - spans["a"]).dt.total_seconds().sum(min_count=1))
+        lines.append(
+            f"- Wall time (first trial start to last trial end of each of the {len(parents)} "
+            f"`ohem-tune run` invocations, summed): {format_duration(total)} "
+            f"(between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC)"
+        )
+    elif pd.notna(start) and pd.notna(end):
         span = (end - start).total_seconds()
         lines.append(
             f"- Wall time (first trial start to last trial end): {format_duration(span)} "

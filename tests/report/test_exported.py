@@ -73,6 +73,14 @@ def test_split_runs_report_as_one_store(
         page
     )
     assert f"--add-runs {earlier}" in page  # the regenerating command names the folder
+    # each store's trials start 100 s apart and run 60 s: spans summed, not the overlap's
+    counts = [sum(1 for r in known.RUNS if keep(r.seed)) for keep in (lambda s: s <= 1,
+              lambda s: s >= 1)]  # fmt: skip
+    total = sum((n - 1) * 100 + known.RUN_SECONDS for n in counts)
+    assert (
+        "- Wall time (first trial start to last trial end of each of the 2 `ohem-tune run` "
+        f"invocations, summed): {total // 60} min {total % 60:02d} s"
+    ) in page
     joined = pd.read_parquet(folder / "runs.parquet")
     assert set(joined["run_id"]) >= set(pd.read_parquet(earlier / "runs.parquet")["run_id"])
     built_curves = pd.read_parquet(built.out_dir / "eval_history.parquet")
