@@ -158,9 +158,12 @@ FIGURES = (
 )
 
 
-def _clear_previous(out_dir: Path) -> None:
-    """Remove the files a previous build wrote, so none go stale."""
+def _clear_previous(out_dir: Path, fmt: Sequence[str]) -> None:
+    """Remove the files a previous build wrote, so none go stale; its Parquet files only when
+    this build writes them anew (they may be the only record of its runs: `--add-runs`)."""
     for pattern in OWN_FILES:
+        if pattern == "*.parquet" and "parquet" not in fmt:
+            continue
         for path in out_dir.glob(pattern):
             path.unlink()
 
@@ -287,12 +290,14 @@ def build_report(
             result.warnings.append(
                 f"{len(overlap.differing)} of the {overlap.trials} trials finished both in the "
                 "store and in the added runs differ in final metrics (another CPU model or torch "
-                "build?); the store's are shown: " + "; ".join(overlap.differing)
+                "build?); of each, the later run is shown: " + "; ".join(overlap.differing)
             )
 
     want_history = "png" in fmt or "parquet" in fmt
     names = _requested_tables(data.layout, data, histories_wanted=want_history)
-    finished = data.runs.loc[data.runs["status"] == "FINISHED", "run_id"].tolist()
+    # every finished run's histories (superseded ones too): runs.parquet keeps them all, and a
+    # later --add-runs or --profile build may show a run this one supersedes
+    finished = data.all_runs.loc[data.all_runs["status"] == "FINISHED", "run_id"].tolist()
     in_store = [r for r in finished if r in stored_ids]
     histories = pd.DataFrame(columns=["run_id", "step", "value"])
     if want_history and "loss_curve" in names:
@@ -325,7 +330,7 @@ def build_report(
 
     out_dir = result.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out_dir)
+    _clear_previous(out_dir, fmt)
     write = _Writer(out_dir, result.files)
     if "parquet" in fmt:
         runs.to_parquet(write.path("runs.parquet"), index=False)
@@ -405,7 +410,7 @@ def _with_added(
     keep = added[added["run_id"].isin(set(wanted) - stored_ids)]
     if keep.empty:
         return fetched
-    keep = keep[list(fetched.columns)]
+    keep = keep[list(fetched.columns)].drop_duplicates(["run_id", "step"])  # folders overlap
     frame = pd.concat([fetched, keep], ignore_index=True) if len(fetched) else keep
     return frame.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
 
@@ -421,7 +426,7 @@ def _added_lines(exported: ExportedRuns, overlap: Overlap) -> list[str]:
         same = overlap.trials - len(overlap.differing)
         lines.append(
             f"- Trials finished both in the store and in the added runs: {overlap.trials}; final "
-            f"metrics identical in {same} (the store's runs are the ones shown)"
+            f"metrics identical in {same} (of each, the later run is shown)"
         )
     return lines
 

@@ -19,6 +19,7 @@ CONFIDENCE = 0.95
 SEEDS_CAP = 1000
 REPRODUCED, CONTRADICTED, UNRESOLVED = "reproduced", "contradicted", "unresolved"
 NO_EFFECT = "inside ±margin: no effect of the size that counts"
+SMALL_EFFECT = "on the expected side of 0, but inside ±margin: smaller than the effect that counts"
 METRIC_LABELS = {K.FINAL_MAP_AREA: "AP (all-pt)", K.FINAL_LOSS_PER_ROI_ALL: "loss per RoI"}
 
 
@@ -103,9 +104,13 @@ def judge(
         return ClaimResult(diff, sd, UNRESOLVED, "n < 2", None, f"{MISSING} (n < 2)")
     verdict = _verdict(diff.low, diff.high, expect, margin, higher_is_better)
     if verdict != UNRESOLVED:
-        wrong_side = _verdict(diff.low, diff.high, expect, None, higher_is_better)
-        no_effect = expect != "none" and verdict == CONTRADICTED and wrong_side != CONTRADICTED
-        reason = NO_EFFECT if no_effect else ""
+        reason = ""
+        if expect != "none" and _inside(diff.low, diff.high, margin):
+            wrong_side = _verdict(diff.low, diff.high, expect, None, higher_is_better)
+            if verdict == REPRODUCED:
+                reason = SMALL_EFFECT
+            elif wrong_side != CONTRADICTED:
+                reason = NO_EFFECT
         return ClaimResult(diff, sd, verdict, reason, None, MISSING)
     size = abs(diff.mean)
     if expect == "none":
@@ -161,7 +166,7 @@ def _expected(claim: Claim) -> str:
 
 
 def _verdict_text(result: ClaimResult, claim: Claim) -> str:
-    if result.reason == NO_EFFECT:
+    if result.reason in (NO_EFFECT, SMALL_EFFECT):
         return f"{result.verdict} (inside ±{claim.margin:g})"
     return result.verdict
 
@@ -238,8 +243,10 @@ def claims_table(data: ReportData) -> Table:
         "interval lies on the expected side of 0, contradicted when it lies wholly on the other "
         "side, or, for a claim with a margin (the smallest effect that counts, below the paper's "
         "|Δ|), when it lies inside ±margin (shown as 'contradicted (inside ±m)': no effect of "
-        "that size); none: reproduced when the interval lies inside ±margin, contradicted when it "
-        "lies entirely outside; otherwise, or with n < 2, unresolved.",
+        "that size; an interval on the expected side of 0 and inside ±margin reads 'reproduced "
+        "(inside ±m)': real, but smaller than the effect that counts); none: reproduced when the "
+        "interval lies inside ±margin, contradicted when it lies entirely outside; otherwise, or "
+        "with n < 2, unresolved.",
         "Seeds needed (unresolved claims): the smallest n with t(0.975, n−1)·sd/√n below |Δ| "
         "(better / worse; with a margin, or below the margin minus |Δ| if that needs fewer), or "
         "below the distance between |Δ| and the margin (none), taking the observed mean Δ and sd "

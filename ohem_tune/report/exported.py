@@ -31,6 +31,8 @@ RUNS_FILE, CURVES_FILE, LOSS_FILE = "runs.parquet", "eval_history.parquet", "los
 INVOCATIONS_FILE = "invocations.parquet"  # the parent runs: one per `ohem-tune run`
 HISTORY_COLUMNS = ["run_id", "step", "value"]
 TRIAL_KEY = ["variant", "config_hash", "seed"]
+# what a run row needs to enter the tables; the other tag columns may predate the folder
+REQUIRED_COLUMNS = ["run_id", "variant", "seed", "status", "config_hash", "start_time", "end_time"]
 
 
 @dataclass
@@ -72,7 +74,10 @@ def read_report_folder(folder: str | Path) -> ExportedRuns:
     runs_path = folder / RUNS_FILE
     if not runs_path.is_file():
         raise TrackingError(f"{runs_path}: no such file; {fix}")
-    runs = _read(runs_path, CORE_COLUMNS, fix)
+    runs = _read(runs_path, REQUIRED_COLUMNS, fix)
+    for col in CORE_COLUMNS:  # tags added in later versions: unknown, as for a store's old runs
+        if col not in runs.columns:
+            runs[col] = False if col == "superseded" else None
     calls = folder / INVOCATIONS_FILE
     invocations = (
         _read(calls, INVOCATION_COLUMNS, fix)[INVOCATION_COLUMNS]

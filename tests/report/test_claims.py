@@ -13,6 +13,7 @@ from ohem_tune.report.claims import (
     CONTRADICTED,
     NO_EFFECT,
     REPRODUCED,
+    SMALL_EFFECT,
     UNRESOLVED,
     judge,
     seeds_for,
@@ -85,7 +86,9 @@ def test_better_with_a_margin_is_contradicted_inside_it() -> None:
     wide = judge(*flat, "better", margin=0.3)  # +0.39 > 0.3
     assert (wide.verdict, wide.reason) == (UNRESOLVED, "interval straddles 0 and the margin")
     small_but_real = paired([0.4, 0.5, 0.6])  # CI [+0.25, +0.75], inside ±1 but above 0
-    assert judge(*small_but_real, "better", margin=1.0).verdict == REPRODUCED
+    small = judge(*small_but_real, "better", margin=1.0)
+    assert (small.verdict, small.reason) == (REPRODUCED, SMALL_EFFECT)
+    assert judge(*paired([0.4, 0.5, 0.6]), "better", margin=0.5).reason == ""  # beyond +0.5
     assert judge(*small_but_real, "worse", margin=1.0).verdict == CONTRADICTED
     assert judge(*small_but_real, "worse", margin=1.0).reason == ""  # wholly on the wrong side
     lower = paired([-0.02, 0.01, 0.0, 0.01], base=1.0)  # a loss, flat
@@ -102,6 +105,10 @@ def test_table_cells_name_the_margin() -> None:
     assert _verdict_text(flat, sized) == "contradicted (inside ±1)"
     below = judge(*paired([-5.0, -6.0, -4.0]), "better", margin=1.0)
     assert _verdict_text(below, sized) == "contradicted"  # wholly below 0, not "no effect"
+    small = judge(*paired([0.4, 0.5, 0.6]), "better", margin=1.0)
+    assert _verdict_text(small, sized) == "reproduced (inside ±1)"
+    clear = judge(*paired([5.0, 6.0, 4.0]), "better", margin=1.0)
+    assert _verdict_text(clear, sized) == "reproduced"
 
 
 def test_fewer_than_two_pairs_is_unresolved() -> None:

@@ -72,6 +72,7 @@ def test_split_runs_report_as_one_store(
     assert "finished both in the store and in the added runs: 4; final metrics identical in 4" in (
         page
     )
+    assert "(of each, the later run is shown)" in page
     assert f"--add-runs {earlier}" in page  # the regenerating command names the folder
     # each store's trials start 100 s apart and run 60 s: spans summed, not the overlap's
     counts = [sum(1 for r in known.RUNS if keep(r.seed)) for keep in (lambda s: s <= 1,
@@ -83,8 +84,10 @@ def test_split_runs_report_as_one_store(
     ) in page
     joined = pd.read_parquet(folder / "runs.parquet")
     assert set(joined["run_id"]) >= set(pd.read_parquet(earlier / "runs.parquet")["run_id"])
-    built_curves = pd.read_parquet(built.out_dir / "eval_history.parquet")
-    assert len(pd.read_parquet(folder / "eval_history.parquet")) == len(built_curves)
+    curves = pd.read_parquet(folder / "eval_history.parquet")
+    finished = joined.loc[joined["status"] == "FINISHED", "run_id"]
+    assert set(curves["run_id"]) == set(finished)  # both sources' curves, superseded runs too
+    assert not curves.duplicated(["run_id", "step"]).any()
 
 
 def test_a_differing_overlap_is_a_warning_naming_the_trial(
@@ -101,7 +104,8 @@ def test_a_differing_overlap_is_a_warning_naming_the_trial(
     differ = [w for w in result.warnings if "differ in final metrics" in w]
     assert differ == [
         "1 of the 4 trials finished both in the store and in the added runs differ in final "
-        "metrics (another CPU model or torch build?); the store's are shown: frcn_vgg16 seed 1 "
+        "metrics (another CPU model or torch build?); of each, the later run is shown: frcn_vgg16 "
+        "seed 1 "
         "(final/mAP)"
     ]
 
@@ -156,3 +160,28 @@ def test_a_report_folder_alone_rebuilds_its_report(
     assert f"from the Parquet record of `{known.EXPERIMENT}`" in page
     with pytest.raises(ConfigError, match="--no-store reads only the --add-runs folders"):
         build_report(str(spec_path), out=tmp_path, no_store=True)
+
+
+def test_in_place_rebuilds_keep_the_record_and_do_not_double_it(
+    built: ReportResult, spec_path: Path, tmp_path: Path
+) -> None:
+    """A folder rebuilt from itself without the parquet format keeps its Parquet files; a folder
+    given twice adds its histories once; a runs.parquet from before later tag columns loads."""
+    folder = tmp_path / known.EXPERIMENT
+    shutil.copytree(built.out_dir, folder)
+    record = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
+    build_report(str(spec_path), out=tmp_path, formats="md", add_runs=[folder], no_store=True)
+    assert {p.name: p.read_bytes() for p in folder.glob("*.parquet")} == record
+    twice = build_report(
+        str(spec_path), out=tmp_path / "twice", add_runs=[folder, folder], no_store=True
+    )
+    for name in ("eval_history.parquet", "loss_history.parquet"):
+        got = pd.read_parquet(twice.out_dir / name)
+        assert len(got) == len(pd.read_parquet(folder / name)), name
+    old = tmp_path / "old"
+    shutil.copytree(built.out_dir, old)
+    runs = pd.read_parquet(old / "runs.parquet").drop(columns=["cpu", "torch_build"])
+    runs.to_parquet(old / "runs.parquet", index=False)
+    again = build_report(str(spec_path), out=tmp_path / "again", add_runs=[old], no_store=True)
+    name = "table_claims.md"
+    assert (again.out_dir / name).read_text() == (built.out_dir / name).read_text()
