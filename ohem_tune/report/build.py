@@ -289,7 +289,7 @@ def build_report(
         if overlap.differing:
             result.warnings.append(
                 f"{len(overlap.differing)} of the {overlap.trials} trials finished both in the "
-                "store and in the added runs differ in final metrics (another CPU model or torch "
+                "store and in the added runs differ in final results (another CPU model or torch "
                 "build?); of each, the later run is shown: " + "; ".join(overlap.differing)
             )
 
@@ -426,7 +426,8 @@ def _added_lines(exported: ExportedRuns, overlap: Overlap) -> list[str]:
         same = overlap.trials - len(overlap.differing)
         lines.append(
             f"- Trials finished both in the store and in the added runs: {overlap.trials}; final "
-            f"metrics identical in {same} (of each, the later run is shown)"
+            f"results (mAP, APs, loss per RoI) identical in {same} (of each, the later run is "
+            "shown)"
         )
     return lines
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ohem_tune import tracking_keys as K
 from ohem_tune.errors import TrackingError
 from ohem_tune.report.curves import COLUMNS as CURVE_COLUMNS
 from ohem_tune.report.runs import (
@@ -150,6 +151,15 @@ def join_invocations(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFra
     return pd.concat([stored, extra], ignore_index=True) if len(stored) else extra.copy()
 
 
+# what a trial measures (not what it cost: times and memory differ from run to run)
+RESULT_METRICS = (K.FINAL_MAP, K.FINAL_MAP_AREA, K.FINAL_VAL_MAP, K.FINAL_LOSS_PER_ROI_ALL)
+RESULT_PREFIXES = (K.FINAL_AP_PREFIX, K.FINAL_COCO_PREFIX)
+
+
+def _is_result(metric: str) -> bool:
+    return metric in RESULT_METRICS or metric.startswith(RESULT_PREFIXES)
+
+
 @dataclass(frozen=True)
 class Overlap:
     """Trials (variant, configuration, seed) finished in both sources, and those whose final
@@ -160,9 +170,10 @@ class Overlap:
 
 
 def compare_overlap(stored: pd.DataFrame, exported: pd.DataFrame) -> Overlap:
-    """Compare the final metrics of trials finished both in the store and in the exported runs:
-    the same machine, code and configuration give identical numbers, so a difference says the
-    two sources are not the same experiment (another CPU model, another torch build)."""
+    """Compare the final results (mAP, APs, loss per RoI; not times or memory) of trials
+    finished both in the store and in the exported runs: the same machine, code and
+    configuration give identical numbers, so a difference says the two sources are not the same
+    experiment (another CPU model, another torch build)."""
     done = [
         f[(f["status"] == INCLUDED_STATUS) & f["seed"].notna() & ~f["superseded"]].drop_duplicates(
             TRIAL_KEY
@@ -173,7 +184,7 @@ def compare_overlap(stored: pd.DataFrame, exported: pd.DataFrame) -> Overlap:
     finals = [
         c
         for c in both.columns
-        if c.startswith("metrics.final/") and f"{c}@exported" in both.columns
+        if _is_result(c.removeprefix("metrics.")) and f"{c}@exported" in both.columns
     ]
     differing = []
     for _, row in both.iterrows():
