@@ -290,3 +290,18 @@ def write_spec(
         tree["claims"] = claims
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
+
+
+def run_report_cli(monkeypatch: Any, *args: str) -> int:
+    """`ohem-tune report ARGS` in this process; its exit code."""
+    import sys
+
+    import pytest
+
+    from ohem_tune.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ohem-tune", "report", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+        raise SystemExit(0)
+    return int(exc.value.code or 0)

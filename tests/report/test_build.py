@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ohem_tune.cli import main
 from ohem_tune.errors import ConfigError
 from ohem_tune.report import ReportResult, build_report, parse_formats
 from ohem_tune.report.figures import loss_curves
-from tests.report.mlflow_store import EXPERIMENT, RUN_SECONDS, RUNS, loss_value, write_spec
+from tests.report.mlflow_store import (
+    EXPERIMENT,
+    RUN_SECONDS,
+    RUNS,
+    loss_value,
+    run_report_cli,
+    write_spec,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,18 +103,10 @@ def test_parse_formats() -> None:
         parse_formats("md,pdf")
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["ohem-tune", "report", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-        raise SystemExit(0)
-    return int(exc.value.code or 0)
-
-
 def test_cli_builds_report(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, store: str, tmp_path: Path
 ) -> None:
-    code = _cli(
+    code = run_report_cli(
         monkeypatch, EXPERIMENT, "--tracking-uri", store, "--out", str(tmp_path), "--format", "md"
     )
     assert code == 0
@@ -136,7 +133,7 @@ def test_cli_user_errors_are_one_line(
     message: str,
 ) -> None:
     args = [a.replace("STORE", store).replace("MISSING", str(tmp_path / "none.db")) for a in args]
-    assert _cli(monkeypatch, *args, "--out", str(tmp_path)) == 2
+    assert run_report_cli(monkeypatch, *args, "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import tests.report.mlflow_store as known
-from ohem_tune.cli import main
 from ohem_tune.errors import ConfigError, TrackingError
 from ohem_tune.report import ReportResult, build_report
 from ohem_tune.report.exported import read_report_folder
+from tests.report.mlflow_store import run_report_cli
 
 
 def _store(tmp: Path, monkeypatch: pytest.MonkeyPatch, keep) -> str:
@@ -39,12 +38,14 @@ def split(tmp_path_factory: pytest.TempPathFactory, spec_path: Path) -> tuple[Pa
     return out / known.EXPERIMENT, later
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["ohem-tune", "report", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-        raise SystemExit(0)
-    return int(exc.value.code or 0)
+def _copy(folder: Path, to: Path, edit=None) -> Path:
+    """A copy of a report folder; `edit(runs)` changes its runs.parquet in place."""
+    shutil.copytree(folder, to)
+    if edit is not None:
+        runs = pd.read_parquet(to / "runs.parquet")
+        edit(runs)
+        runs.to_parquet(to / "runs.parquet", index=False)
+    return to
 
 
 def test_split_runs_report_as_one_store(
@@ -59,7 +60,7 @@ def test_split_runs_report_as_one_store(
     the one store that holds them all: claims, ablation (equal-time column: the curves), cost."""
     earlier, later = split
     out = tmp_path / "joined"
-    code = _cli(monkeypatch, str(spec_path), "--tracking-uri", later, "--out", str(out),
+    code = run_report_cli(monkeypatch, str(spec_path), "--tracking-uri", later, "--out", str(out),
                 "--add-runs", str(earlier))  # fmt: skip
     assert code == 0, capsys.readouterr()
     folder = out / known.EXPERIMENT
@@ -95,13 +96,13 @@ def test_a_differing_overlap_is_a_warning_naming_the_trial(
     split: tuple[Path, str], spec_path: Path, tmp_path: Path
 ) -> None:
     earlier, later = split
-    edited = tmp_path / "edited"
-    shutil.copytree(earlier, edited)
-    runs = pd.read_parquet(edited / "runs.parquet")
-    row = (runs["variant"] == "frcn_vgg16") & (runs["seed"] == 1)
-    runs.loc[row, "metrics.final/mAP"] += 0.001  # as another CPU model would
-    runs["metrics.final/sec_per_iter"] *= 1.1  # times differ from run to run: not compared
-    runs.to_parquet(edited / "runs.parquet", index=False)
+
+    def edit(runs: pd.DataFrame) -> None:
+        row = (runs["variant"] == "frcn_vgg16") & (runs["seed"] == 1)
+        runs.loc[row, "metrics.final/mAP"] += 0.001  # as another CPU model would
+        runs["metrics.final/sec_per_iter"] *= 1.1  # times differ from run to run: not compared
+
+    edited = _copy(earlier, tmp_path / "edited", edit)
     result = build_report(str(spec_path), later, out=tmp_path / "out", add_runs=[edited])
     differ = [w for w in result.warnings if "differ in final results" in w]
     assert differ == [
@@ -116,8 +117,7 @@ def test_missing_history_is_a_warning_and_bad_folders_are_one_line_errors(
     split: tuple[Path, str], spec_path: Path, tmp_path: Path
 ) -> None:
     earlier, later = split
-    no_curves = tmp_path / "no_curves"
-    shutil.copytree(earlier, no_curves)
+    no_curves = _copy(earlier, tmp_path / "no_curves")
     (no_curves / "eval_history.parquet").unlink()
     result = build_report(str(spec_path), later, out=tmp_path / "nc", add_runs=[no_curves])
     finished = sum(1 for r in known.RUNS if r.seed <= 1 and r.status == "FINISHED")
@@ -169,8 +169,7 @@ def test_in_place_rebuilds_keep_the_record_and_do_not_double_it(
 ) -> None:
     """A folder rebuilt from itself without the parquet format keeps its Parquet files; a folder
     given twice adds its histories once; a runs.parquet from before later tag columns loads."""
-    folder = tmp_path / known.EXPERIMENT
-    shutil.copytree(built.out_dir, folder)
+    folder = _copy(built.out_dir, tmp_path / known.EXPERIMENT)
     record = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
     build_report(str(spec_path), out=tmp_path, formats="md", add_runs=[folder], no_store=True)
     assert {p.name: p.read_bytes() for p in folder.glob("*.parquet")} == record
