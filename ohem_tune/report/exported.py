@@ -25,7 +25,7 @@ from ohem_tune.report.runs import (
     INCLUDED_STATUS,
     INVOCATION_COLUMNS,
     invocations_frame,
-    mark_superseded,
+    tidy_runs,
 )
 
 RUNS_FILE, CURVES_FILE, LOSS_FILE = "runs.parquet", "eval_history.parquet", "loss_history.parquet"
@@ -124,28 +124,23 @@ def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
 
 
+def _not_in(exported: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """The exported rows whose run_id the store does not hold, each run once."""
+    return exported[~exported["run_id"].isin(stored["run_id"])].drop_duplicates("run_id")
+
+
 def join_runs(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFrame:
     """The store's runs and the exported ones not in the store (by run_id), superseding marked
     anew over both and sorted as `runs_frame` sorts."""
-    extra = exported[~exported["run_id"].isin(stored["run_id"])].drop_duplicates("run_id")
+    extra = _not_in(exported, stored)
     if extra.empty:
         return stored
-    frame = pd.concat([stored, extra], ignore_index=True) if len(stored) else extra.copy()
-    params = sorted(c for c in frame.columns if c.startswith("params."))
-    metrics = sorted(c for c in frame.columns if c.startswith("metrics."))
-    frame = frame[list(CORE_COLUMNS) + params + metrics]
-    for col in ("variant_order", "seed"):
-        frame[col] = pd.array(frame[col], dtype="Int64")
-    frame["superseded"] = frame["superseded"].astype(bool)
-    frame = mark_superseded(frame)
-    return frame.sort_values(
-        ["variant_order", "variant", "seed", "start_time"], na_position="last", kind="stable"
-    ).reset_index(drop=True)
+    return tidy_runs(pd.concat([stored, extra], ignore_index=True) if len(stored) else extra)
 
 
 def join_invocations(stored: pd.DataFrame, exported: pd.DataFrame) -> pd.DataFrame:
     """The store's `ohem-tune run` invocations and the exported ones it does not hold."""
-    extra = exported[~exported["run_id"].isin(stored["run_id"])].drop_duplicates("run_id")
+    extra = _not_in(exported, stored)
     if extra.empty:
         return stored
     return pd.concat([stored, extra], ignore_index=True) if len(stored) else extra.copy()
@@ -178,7 +173,7 @@ def compare_overlap(stored: pd.DataFrame, exported: pd.DataFrame) -> Overlap:
         f[(f["status"] == INCLUDED_STATUS) & f["seed"].notna() & ~f["superseded"]].drop_duplicates(
             TRIAL_KEY
         )
-        for f in (stored, exported[~exported["run_id"].isin(stored["run_id"])])
+        for f in (stored, _not_in(exported, stored))
     ]
     both = done[0].merge(done[1], on=TRIAL_KEY, suffixes=("", "@exported"))
     finals = [

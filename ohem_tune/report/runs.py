@@ -159,7 +159,13 @@ def run_record(run: Any) -> dict[str, Any]:
 
 def runs_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Tidy, typed DataFrame from run records, sorted by variant order, variant, seed."""
-    frame = pd.DataFrame.from_records(list(records))
+    return tidy_runs(pd.DataFrame.from_records(list(records)))
+
+
+def tidy_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Run rows (from MLflow records or read back from runs.parquet) typed, ordered and sorted,
+    superseded runs marked anew."""
+    frame = frame.copy()
     for col in CORE_COLUMNS:
         if col not in frame.columns:
             frame[col] = False if col == "superseded" else None
