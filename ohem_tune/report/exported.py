@@ -21,7 +21,6 @@ from ohem_tune import tracking_keys as K
 from ohem_tune.errors import TrackingError
 from ohem_tune.report.curves import COLUMNS as CURVE_COLUMNS
 from ohem_tune.report.runs import (
-    CORE_COLUMNS,
     INCLUDED_STATUS,
     INVOCATION_COLUMNS,
     invocations_frame,
@@ -75,10 +74,8 @@ def read_report_folder(folder: str | Path) -> ExportedRuns:
     runs_path = folder / RUNS_FILE
     if not runs_path.is_file():
         raise TrackingError(f"{runs_path}: no such file; {fix}")
-    runs = _read(runs_path, REQUIRED_COLUMNS, fix)
-    for col in CORE_COLUMNS:  # tags added in later versions: unknown, as for a store's old runs
-        if col not in runs.columns:
-            runs[col] = False if col == "superseded" else None
+    # typed as a store's runs; tag columns added in later versions read as unknown
+    runs = tidy_runs(_read(runs_path, REQUIRED_COLUMNS, fix))
     calls = folder / INVOCATIONS_FILE
     invocations = (
         _read(calls, INVOCATION_COLUMNS, fix)[INVOCATION_COLUMNS]
